@@ -1,0 +1,59 @@
+"""The one place that hands out Redis clients.
+
+Every Redis key Sentinel writes goes through :func:`rkey`, so the test-suite can give each test run
+its own prefix (``SENTINEL_REDIS_PREFIX``) and tenant data always starts with ``t:{tenant_id}:``.
+With no ``REDIS_URL`` (the embedded default) the clients are ``None`` and callers use their
+in-process fallback.
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_sync_client: redis.Redis | None = None
+_async_clients: dict[int, aioredis.Redis] = {}
+
+
+def enabled() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+def rkey(*parts: object) -> str:
+    return settings.SENTINEL_REDIS_PREFIX + ":".join(str(p) for p in parts)
+
+
+def tenant_key(tenant_id: int, *parts: object) -> str:
+    return rkey("t", tenant_id, *parts)
+
+
+def sync_client() -> redis.Redis | None:
+    global _sync_client
+    if not settings.REDIS_URL:
+        return None
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
+        )
+    return _sync_client
+
+
+def async_client() -> aioredis.Redis | None:
+    """An asyncio client bound to the running event loop (one pool per loop)."""
+    if not settings.REDIS_URL:
+        return None
+    import asyncio
+
+    loop_id = id(asyncio.get_running_loop())
+    client = _async_clients.get(loop_id)
+    if client is None:
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            max_connections=256,
+            health_check_interval=30,
+        )
+        _async_clients[loop_id] = client
+    return client

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from sentinel_site import health
+from sentinel_site.api import api
+
+urlpatterns = [
+    path("v1/", api.urls),
+    path("health/live", health.live, name="health_live"),
+    path("health/ready", health.ready, name="health_ready"),
+    path("admin/", admin.site.urls),
+    path("", include("tenants.urls")),
+]
