@@ -38,6 +38,10 @@ class UsageRecord:
     cache_hit: bool = False
     stream: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    # Request-log metadata (audit's request log; retention per tenant, unlike the ledger).
+    guardrail_flags: list[str] = field(default_factory=list)
+    error_type: str = ""
+    prompt_log: str = ""  # PII-redacted prompt text, only when the tenant opted in
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

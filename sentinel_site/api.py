@@ -151,3 +151,5 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 api.add_router("/", "gateway.api.router")
+api.add_router("/usage", "billing.api.router")
+api.add_router("/audit", "audit.api.router")

@@ -284,7 +284,15 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "drain-usage-spool": {"task": "billing.tasks.drain_usage_spool", "schedule": 2.0},
+    "rollup-recent-usage": {"task": "billing.tasks.rollup_recent_usage", "schedule": 300.0},
+    "close-monthly-statements": {"task": "billing.tasks.close_monthly_statements", "schedule": 3600.0},
+    "check-budget-alerts": {"task": "billing.tasks.check_budget_alerts", "schedule": 60.0},
+    "reconcile-reservations": {"task": "gateway.tasks.reconcile_reservations", "schedule": 30.0},
+    "apply-audit-retention": {"task": "audit.tasks.apply_audit_retention", "schedule": 86400.0},
+    "purge-request-log": {"task": "audit.tasks.purge_request_log", "schedule": 3600.0},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

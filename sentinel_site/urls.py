@@ -9,5 +9,7 @@ urlpatterns = [
     path("health/live", health.live, name="health_live"),
     path("health/ready", health.ready, name="health_ready"),
     path("admin/", admin.site.urls),
+    path("t/<slug:tenant_slug>/costs/", include("billing.urls")),
+    path("t/<slug:tenant_slug>/audit/", include("audit.urls")),
     path("", include("tenants.urls")),
 ]
