@@ -30,12 +30,17 @@ guardrail_detections_total = Counter(
 )
 rate_limited_total = Counter("sentinel_rate_limited_total", "Requests denied by a rate limit", ["scope"])
 budget_rejections_total = Counter("sentinel_budget_rejections_total", "Requests denied by a budget", ["tenant"])
+# multiprocess_mode (only used when PROMETHEUS_MULTIPROC_DIR is set, see docs/METRICS.md): "live*"
+# modes drop a process's value when it exits, so a dead worker's open breaker or old lag never lingers.
 circuit_breaker_state = Gauge(
-    "sentinel_circuit_breaker_state", "0 closed, 1 open, 2 half-open", ["route"], multiprocess_mode="max"
+    "sentinel_circuit_breaker_state", "0 closed, 1 open, 2 half-open", ["route"], multiprocess_mode="livemax"
 )
 active_requests = Gauge("sentinel_active_requests", "Requests in flight", multiprocess_mode="livesum")
 active_streams = Gauge("sentinel_active_streams", "Streams in flight", multiprocess_mode="livesum")
-usage_spool_lag = Gauge("sentinel_usage_spool_lag", "Usage events waiting in the spool", multiprocess_mode="max")
+# Set by the spool drain and, at every scrape, by /metrics itself (sentinel_site/metrics_view.py).
+usage_spool_lag = Gauge(
+    "sentinel_usage_spool_lag", "Usage events waiting in the spool", multiprocess_mode="livemostrecent"
+)
 
 
 def tenant_label(slug: str) -> str:

@@ -66,7 +66,7 @@ def _record_guardrail(tenant_id: int, key_id: int, detector: str, action: str, m
     key = ApiKey.objects.select_related("tenant").get(tenant_id=tenant_id, pk=key_id)
     record(
         tenant=key.tenant,
-        action=f"guardrail.{'blocked' if action == 'block' else action + 'ed'}",
+        action=f"guardrail.{ {'block': 'blocked', 'flag': 'flagged', 'redact': 'redacted'}.get(action, action) }",
         actor=key,
         metadata={"detector": detector, "policy": action},
         meta=meta,

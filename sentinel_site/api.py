@@ -13,6 +13,7 @@ from ninja.renderers import BaseRenderer
 from ninja.security import APIKeyHeader, HttpBearer
 
 from gateway.errors import ANTHROPIC_TYPES, AuthenticationFailed, GatewayError
+from sentinel_site.logging import request_context
 from tenants.keycache import KeyRejected, api_key_for_token
 from tenants.models import ApiKey
 
@@ -26,9 +27,18 @@ class JsonRenderer(BaseRenderer):
         return json.dumps(data, separators=(",", ":"), default=str)
 
 
+def _log_context(key: ApiKey | None) -> ApiKey | None:
+    """Name the tenant and the key's public id (never the secret) in this request's log lines."""
+    context = request_context.get()
+    if key is not None and context is not None:
+        context["tenant"] = key.tenant.slug
+        context["key"] = key.public_id
+    return key
+
+
 class BearerKeyAuth(HttpBearer):
     async def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
-        return await api_key_for_token(token)
+        return _log_context(await api_key_for_token(token))
 
 
 class HeaderKeyAuth(APIKeyHeader):
@@ -37,7 +47,7 @@ class HeaderKeyAuth(APIKeyHeader):
     async def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
         if not key:
             return None
-        return await api_key_for_token(key)
+        return _log_context(await api_key_for_token(key))
 
 
 api = NinjaAPI(

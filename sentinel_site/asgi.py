@@ -13,11 +13,18 @@ import django
 
 django.setup()
 
+import asyncio  # noqa: E402
+from contextlib import closing  # noqa: E402
+
+from asgiref.sync import SyncToAsync, sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core import signals  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
 
 from sentinel_site.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,7 +32,8 @@ API_PREFIXES = ("/v1/", "/v1", "/health/", "/metrics")
 
 
 class ApiASGIHandler(ASGIHandler):
-    """Django's ASGI handler with ``SENTINEL_API_MIDDLEWARE`` instead of ``MIDDLEWARE``."""
+    """Django's ASGI handler with ``SENTINEL_API_MIDDLEWARE`` instead of ``MIDDLEWARE``, and without
+    the worker thread Django starts per request only to run its signal receivers."""
 
     def load_middleware(self, is_async: bool = False) -> None:
         # Runs once, at import, before any request: swapping the setting here is not racy.
@@ -35,6 +43,64 @@ class ApiASGIHandler(ASGIHandler):
             super().load_middleware(is_async=is_async)
         finally:
             settings.MIDDLEWARE = full
+
+    async def handle(self, scope, receive, send):
+        # Django's handle() (6.1), except where the request's signals run. Django sends
+        # request_started with asend() and closes the response through sync_to_async(), so every
+        # request started a thread of its own (ThreadSensitiveContext) for receivers that only act
+        # on the calling thread's database connections and caches: a third of the gateway's CPU
+        # under load (py-spy, loadtests/bench.py). The event loop's thread holds no connection, so
+        # they run there at once; when the request did run sync code in its own thread (a key or
+        # catalog lookup), the response is closed in that thread as Django does, so its
+        # connection goes back to the pool.
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+            signals.request_started.send(sender=self.__class__, scope=scope)
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_response(error_response, send)
+                await self.close_response(error_response)
+                return
+
+            class RequestProcessed(Exception):
+                pass
+
+            response = None
+            try:
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self.listen_for_disconnect(receive))
+                        response = await self.run_get_response(request)
+                        await self.send_response(response, send)
+                        raise RequestProcessed
+                except* (RequestProcessed, RequestAborted):
+                    pass
+            except BaseExceptionGroup as exception_group:
+                if len(exception_group.exceptions) == 1:
+                    raise exception_group.exceptions[0] from None
+                raise
+            if response is None:
+                await self.close_response(None)
+            else:
+                await self.close_response(response)
+
+    @staticmethod
+    async def close_response(response) -> None:
+        context = SyncToAsync.thread_sensitive_context.get(None)
+        used_a_thread = context is not None and context in SyncToAsync.context_to_thread_executor
+        if response is None:
+            if used_a_thread:
+                await signals.request_finished.asend(sender=ApiASGIHandler)
+            else:
+                signals.request_finished.send(sender=ApiASGIHandler)
+        elif used_a_thread:
+            await sync_to_async(response.close)()
+        else:
+            response.close()  # sends request_finished
 
 
 console_app = ASGIHandler()
