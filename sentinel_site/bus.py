@@ -63,8 +63,12 @@ async def _listen() -> None:
             await pubsub.subscribe(sredis.rkey(CHANNEL))
             subscribed = True
             _all("resubscribed")  # anything cached while we were deaf may be stale
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
+            while True:
+                # Not pubsub.listen(): it blocks on a read that the client's socket_timeout (2 s)
+                # cuts on a quiet channel, and every resubscription above dropped every cache
+                # (SQL bursts on the hot path every 2.5 s, seen in loadtests/bench.py).
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
                     data = message["data"]
                     _dispatch(data.decode() if isinstance(data, bytes) else str(data))
         except asyncio.CancelledError:

@@ -28,6 +28,14 @@ def tenant_key(tenant_id: int, *parts: object) -> str:
     return rkey("t", tenant_id, *parts)
 
 
+def reset_clients() -> None:
+    """Forget the cached clients, so the next call connects to the current ``settings.REDIS_URL``
+    (tests that point it at a closed port to simulate Redis being down)."""
+    global _sync_client
+    _sync_client = None
+    _async_clients.clear()
+
+
 def sync_client() -> redis.Redis | None:
     global _sync_client
     if not settings.REDIS_URL:
