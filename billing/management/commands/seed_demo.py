@@ -14,9 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.pricing import quote_for
-from billing.services import usage_events_insert
+from billing.services import statements_close_due, usage_events_insert, usage_rollup_pending
 from billing.usage import UsageRecord
-from gateway.catalog_sync import catalog_sync_file
+from gateway.catalog_sync import catalog_sync
+from gateway.catalog_sync import load as load_catalog
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import api_key_create, membership_add, tenant_create
 
@@ -42,7 +43,9 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=31)
 
     def handle(self, *args, days: int, **options):
-        result = catalog_sync_file(path=settings.SENTINEL_CATALOG)
+        # List prices in force from the start of the demo period, so its usage is charged.
+        since = timezone.now() - timedelta(days=days + 1)
+        result = catalog_sync(data=load_catalog(settings.SENTINEL_CATALOG), now=since)
         self.stdout.write(result.summary())
         User = get_user_model()
         with transaction.atomic():
@@ -102,6 +105,8 @@ class Command(BaseCommand):
                     new_tokens.append((tenant.slug, key_name, token))
             total_events += self._usage(tenant, keys, days)
         self.stdout.write(f"demo seeded: {len(TENANTS)} tenants, {total_events} usage events over {days} days")
+        self.stdout.write(usage_rollup_pending().summary())
+        self.stdout.write(f"statements closed: {len(statements_close_due())}")
         self.stdout.write(
             f"console logins (password {DEMO_PASSWORD}): "
             + ", ".join(f"{r}@acme.test" for r in Role.values)
@@ -139,7 +144,7 @@ class Command(BaseCommand):
                 completion = 0 if status == "error" else rng.randint(50, 900)
                 cost = (
                     0
-                    if (cache_hit or quote is None)
+                    if (cache_hit or quote is None or status == "error")  # failed upstream calls are not charged
                     else quote.cost_micros(prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion)
                 )
                 records.append(
@@ -167,5 +172,4 @@ class Command(BaseCommand):
                         tags=dict(key.tags),
                     )
                 )
-        usage_events_insert(records=records)
-        return len(records)
+        return len(usage_events_insert(records=records))
