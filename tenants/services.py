@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -355,3 +357,203 @@ def tenant_state_changed(tenant: Tenant) -> None:
     from tenants import keycache
 
     keycache.publish_invalidation(f"tenant:{tenant.pk}")
+
+
+# --------------------------------------------------------------------------- console: invitations, passwords
+INVITATION_SALT = "sentinel.tenants.invitation"
+INVITATION_MAX_AGE = timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class Invitation:
+    tenant: Tenant
+    email: str
+    role: str
+    invited_by: str
+
+
+def _invitation_signer():
+    from django.core.signing import TimestampSigner
+
+    return TimestampSigner(salt=INVITATION_SALT)
+
+
+@transaction.atomic
+def member_invite(
+    *,
+    tenant: Tenant,
+    email: str,
+    role: str,
+    actor: Any = None,
+    link_for: Callable[[str], str],
+    request: Any = None,
+) -> str:
+    """Email a signed invitation link (valid ``INVITATION_MAX_AGE``) and audit ``member.invited``.
+
+    Returns the token. ``link_for(token)`` builds the absolute acceptance URL. The email is sent
+    after the transaction commits; accepting twice is harmless (membership_add is idempotent).
+    """
+    from django.core.mail import send_mail
+
+    if role not in Role.values:
+        raise ValueError(f"unknown role {role!r}")
+    email = User.objects.normalize_email(email).strip().lower()
+    inviter = getattr(actor, "email", "") or str(actor or "")
+    token = _invitation_signer().sign_object({"t": tenant.pk, "e": email, "r": role, "by": inviter})
+    record(
+        tenant=tenant,
+        action="member.invited",
+        actor=actor,
+        target_type="auth.user",
+        target_id=email,
+        target_label=email,
+        request=request,
+        after={"email": email, "role": role},
+    )
+    link = link_for(token)
+    days = INVITATION_MAX_AGE.days
+    body = (
+        f"{inviter or 'A colleague'} invited you to join {tenant.name} on Sentinel as {Role(role).label.lower()}.\n\n"
+        f"Accept the invitation within {days} days:\n{link}\n\n"
+        "If you did not expect this email you can ignore it."
+    )
+    transaction.on_commit(
+        lambda: send_mail(f"You're invited to {tenant.name} on Sentinel", body, None, [email], fail_silently=False)
+    )
+    return token
+
+
+def invitation_read(*, token: str) -> Invitation:
+    """Check the signature and age of an invitation token. Raises ``InvalidInvitation``."""
+    from django.core.signing import BadSignature, SignatureExpired
+
+    from tenants.errors import InvalidInvitation
+
+    try:
+        data = _invitation_signer().unsign_object(token, max_age=INVITATION_MAX_AGE)
+    except SignatureExpired:
+        raise InvalidInvitation("This invitation has expired. Ask for a new one.") from None
+    except BadSignature:
+        raise InvalidInvitation("This invitation link is not valid.") from None
+    tenant = Tenant.objects.filter(pk=data.get("t")).first()
+    if tenant is None or data.get("r") not in Role.values or not data.get("e"):
+        raise InvalidInvitation("This invitation link is not valid.")
+    if not tenant.is_active:
+        raise InvalidInvitation("This tenant is suspended; invitations cannot be accepted.")
+    return Invitation(tenant=tenant, email=data["e"], role=data["r"], invited_by=data.get("by", ""))
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: AbstractBaseUser, request: Any = None) -> Membership:
+    """Add the signed-in ``user`` to the invitation's tenant. The user's email must be the invited one.
+
+    An existing member keeps the higher of their role and the invited one is not applied: an
+    invitation never changes an existing membership's role.
+    """
+    from tenants.errors import InvalidInvitation
+
+    invitation = invitation_read(token=token)
+    if (user.email or "").strip().lower() != invitation.email:
+        raise InvalidInvitation(f"This invitation is for {invitation.email}. Sign in with that account to accept it.")
+    existing = Membership.objects.filter(tenant=invitation.tenant, user=user).first()
+    if existing is not None:
+        return existing
+    return membership_add(tenant=invitation.tenant, user=user, role=invitation.role, actor=user, request=request)
+
+
+@transaction.atomic
+def invitation_accept_new_user(
+    *, token: str, password: str, request: Any = None
+) -> tuple[AbstractBaseUser, Membership]:
+    """Create the invited user with the password they chose, then accept the invitation."""
+    from django.contrib.auth.password_validation import validate_password
+
+    from tenants.errors import InvalidInvitation
+    from tenants.models import UserProfile
+
+    invitation = invitation_read(token=token)
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        raise InvalidInvitation("An account with this email already exists. Sign in to accept the invitation.")
+    user = User(username=invitation.email, email=invitation.email)
+    validate_password(password, user)
+    user.set_password(password)
+    user.save()
+    UserProfile.objects.create(user=user, must_change_password=False)
+    record(
+        tenant=None,
+        action="user.created",
+        actor=user,
+        target=user,
+        target_label=user.email,
+        request=request,
+        metadata={"via": "invitation", "tenant": invitation.tenant.slug},
+    )
+    membership = membership_add(tenant=invitation.tenant, user=user, role=invitation.role, actor=user, request=request)
+    return user, membership
+
+
+@transaction.atomic
+def user_password_set(*, user: AbstractBaseUser, password: str, reason: str, request: Any = None) -> None:
+    """Set a user's password (already validated by the form), clear the must-change flag, audit it on
+    the platform chain. ``reason``: ``changed`` or ``reset``."""
+    from tenants.models import UserProfile
+
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    UserProfile.objects.filter(user=user, must_change_password=True).update(must_change_password=False)
+    record(
+        tenant=None,
+        action=f"user.password_{reason}",
+        actor=user,
+        target=user,
+        target_label=getattr(user, "email", "") or str(user),
+        request=request,
+    )
+
+
+def login_throttled_record(*, username: str, request: Any = None) -> None:
+    """A sign-in was locked out after repeated failures (security event, platform chain)."""
+    record(
+        tenant=None,
+        action="user.login_throttled",
+        target_type="auth.user",
+        target_id=username[:150],
+        target_label=username[:200],
+        request=request,
+    )
+
+
+@transaction.atomic
+def tenant_close(*, tenant: Tenant, actor: Any = None, request: Any = None) -> Tenant:
+    """The owner deletes the tenant: every key is revoked, every membership removed and the tenant
+    suspended. The ledger and audit chain stay (they are append-only and referenced by invoices),
+    so the row is kept, unreachable from the console, rather than deleted."""
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    now = timezone.now()
+    revoked = list(ApiKey.objects.filter(tenant=locked, revoked_at__isnull=True).values_list("public_id", flat=True))
+    ApiKey.objects.filter(tenant=locked, revoked_at__isnull=True).update(revoked_at=now)
+    members = list(Membership.objects.filter(tenant=locked).values_list("user__email", "role"))
+    Membership.objects.filter(tenant=locked).delete()
+    before_status = locked.status
+    locked.status = Tenant.Status.SUSPENDED
+    locked.save(update_fields=["status"])
+    record(
+        tenant=locked,
+        action="tenant.deleted",
+        actor=actor,
+        target=locked,
+        request=request,
+        before={"status": before_status, "members": [f"{e} ({r})" for e, r in members]},
+        after={"status": locked.status},
+        metadata={"revoked_keys": len(revoked)},
+    )
+
+    def _invalidate() -> None:
+        from tenants import keycache
+
+        for public_id in revoked:
+            keycache.publish_invalidation(public_id)
+        tenant_state_changed(locked)
+
+    transaction.on_commit(_invalidate)
+    return locked
