@@ -69,5 +69,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://localhost:8000/health/live', timeout=4).status == 200 else 1)"]
 
-# `make serve` with HOST=0.0.0.0 PORT=8000.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "sentinel_site.asgi:application"]
+# `make serve` with HOST=0.0.0.0 PORT=8000: daphne with a graceful SIGTERM (sentinel_site/serve.py);
+# worker processes: WEB_CONCURRENCY.
+CMD ["python", "-m", "sentinel_site.serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -16,7 +16,7 @@ TEST_REDIS_URL    ?= redis://127.0.0.1:6379/15
 help:
 	@echo "make run      - install, migrate, seed the demo tenant, serve on http://$(HOST):$(PORT) (embedded default)"
 	@echo "make test     - install, lint, run the whole suite on real PostgreSQL and Redis"
-	@echo "make serve    - production-style ASGI server (daphne) honouring HOST, PORT and the environment"
+	@echo "make serve    - production server (daphne + graceful shutdown) honouring HOST, PORT, WEB_CONCURRENCY"
 	@echo "make worker   - Celery worker with beat"
 	@echo "make lint     - ruff check + ruff format --check"
 	@echo "make bench    - gateway benchmark (see README, Performance)"
@@ -44,8 +44,9 @@ run: install
 	@echo "Sentinel is starting on http://$(HOST):$(PORT)  (console login: owner@acme.test / sentinel-demo)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sentinel_site.asgi:application
 
+# sentinel_site/serve.py: daphne with a graceful SIGTERM (drains streams, flushes the usage spool).
 serve: install
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) --proxy-headers sentinel_site.asgi:application
+	$(PY) -m sentinel_site.serve --host $(HOST) --port $(PORT) --proxy-headers
 
 worker: install
 	$(VENV)/bin/celery -A sentinel_site worker --beat --loglevel=INFO --concurrency=2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -36,8 +37,21 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                payload[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+            if key in _RESERVED or key.startswith("_"):
+                continue
+            if key == "request":
+                # Django's request loggers attach the request, whose repr has the query string.
+                key, value = "path", getattr(value, "path", "")
+            payload[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, separators=(",", ":"))
+        return scrub(json.dumps(payload, separators=(",", ":")))
+
+
+_SENTINEL_KEY = re.compile(r"sk-sntl-[A-Za-z0-9_\-]*")
+
+
+def scrub(line: str) -> str:
+    """Last line of defence: a Sentinel key that reached a log line anyway (an exception message,
+    a client's mistake echoed back) is replaced before the line is written."""
+    return _SENTINEL_KEY.sub("[REDACTED_API_KEY]", line) if "sk-sntl-" in line else line

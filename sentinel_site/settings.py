@@ -10,6 +10,7 @@ SENTINEL_ENV=production -> the required values have no default; a missing or mal
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -112,6 +113,9 @@ def _database(url: str) -> dict:
             # Under ASGI, CONN_MAX_AGE piles connections up per thread ("too many clients");
             # psycopg's pool bounds them per process.
             "CONN_MAX_AGE": 0,
+            # With the pool this makes psycopg check a connection before handing it out: after a
+            # PostgreSQL restart the dead ones are replaced instead of failing a request each.
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 **options,
                 "pool": {"min_size": 1, "max_size": pool_max, "timeout": 10},
@@ -167,6 +171,13 @@ SENTINEL_CATALOG = _str("SENTINEL_CATALOG") or str(BASE_DIR / "gateway" / "catal
 SENTINEL_MOCK_BASE_URL = _str("SENTINEL_MOCK_BASE_URL")
 SENTINEL_METRICS_TOKEN = _str("SENTINEL_METRICS_TOKEN")
 SENTINEL_METRICS_TENANT_LABEL = _bool("SENTINEL_METRICS_TENANT_LABEL", True)
+# Client networks (CIDRs) allowed to read /metrics; when set, every other address gets 403.
+SENTINEL_METRICS_ALLOW = _list("SENTINEL_METRICS_ALLOW", [])
+for _network in SENTINEL_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ConfigError("SENTINEL_METRICS_ALLOW", f"expected CIDRs like 10.0.0.0/8, got {_network!r}") from None
 SENTINEL_REDIS_PREFIX = _str("SENTINEL_REDIS_PREFIX", "") or ""
 
 # Gateway limits and timeouts.
@@ -176,6 +187,7 @@ SENTINEL_MAX_CONTENT_CHARS = _int("SENTINEL_MAX_CONTENT_CHARS", 1_000_000, minim
 SENTINEL_UPSTREAM_CONNECT_TIMEOUT = _float("SENTINEL_UPSTREAM_CONNECT_TIMEOUT", 5.0)
 SENTINEL_UPSTREAM_READ_TIMEOUT = _float("SENTINEL_UPSTREAM_READ_TIMEOUT", 60.0)
 SENTINEL_UPSTREAM_TOTAL_TIMEOUT = _float("SENTINEL_UPSTREAM_TOTAL_TIMEOUT", 600.0)
+SENTINEL_UPSTREAM_TRANSPORT = _choice("SENTINEL_UPSTREAM_TRANSPORT", "aiohttp", {"aiohttp", "httpx"})
 SENTINEL_UPSTREAM_MAX_CONNECTIONS = _int("SENTINEL_UPSTREAM_MAX_CONNECTIONS", 200, minimum=1)
 SENTINEL_RETRIES = _int("SENTINEL_RETRIES", 2)
 SENTINEL_RETRY_BACKOFF = _float("SENTINEL_RETRY_BACKOFF", 0.1)
@@ -187,7 +199,18 @@ SENTINEL_CORS_ORIGINS = _list("SENTINEL_CORS_ORIGINS", [])
 if "*" in SENTINEL_CORS_ORIGINS:
     raise ConfigError("SENTINEL_CORS_ORIGINS", "a wildcard is not allowed; list the origins")
 SENTINEL_RATE_LIMIT_FAIL_OPEN = _bool("SENTINEL_RATE_LIMIT_FAIL_OPEN", True)
+# Limits/cache Redis calls: per-connect and per-reply timeout; how long Redis is then skipped;
+# how long a budget reservation lives before reconciliation releases it (0 = upstream total + 60 s).
+SENTINEL_LIMITS_REDIS_TIMEOUT = _float("SENTINEL_LIMITS_REDIS_TIMEOUT", 0.25)
+SENTINEL_REDIS_DOWN_BACKOFF = _float("SENTINEL_REDIS_DOWN_BACKOFF", 1.0)
+SENTINEL_RESERVATION_TTL = _float("SENTINEL_RESERVATION_TTL", 0.0)
 SENTINEL_SHUTDOWN_GRACE = _float("SENTINEL_SHUTDOWN_GRACE", 25.0)
+# Audit retention of the platform chain (logins, catalog price changes); tenants set their own.
+# Budget-alert webhooks to private/loopback addresses (SSRF guard): allowed outside production only.
+SENTINEL_WEBHOOK_ALLOW_PRIVATE = _bool("SENTINEL_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION)
+SENTINEL_PLATFORM_AUDIT_RETENTION_DAYS = _int("SENTINEL_PLATFORM_AUDIT_RETENTION_DAYS", 365, minimum=1)
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = SENTINEL_MAX_BODY_BYTES
 
 EMAIL_URL = _str("EMAIL_URL")
 DEFAULT_FROM_EMAIL = _str("DEFAULT_FROM_EMAIL", "Sentinel <sentinel@localhost>")
@@ -212,6 +235,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # django-prometheus' request metrics (django_http_*), for the console only: the /v1 API has its
+    # own sentinel_* metrics and no sync middleware.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -222,6 +248,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "tenants.middleware.ConsoleAccountMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # The /v1 API, /health and /metrics are served by a second handler with only these: under ASGI every
@@ -245,6 +273,7 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "sentinel_site.context_processors.console",
             ],
         },
     },
@@ -375,8 +404,16 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default config gives "django" a second, plain-text console handler when DEBUG is
+        # on; without it every line goes through the root handler (one JSON object a line).
+        "django": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# Built-in mock provider (kind "mock"): deterministic answers, tunable for demos and benchmarks.
+SENTINEL_MOCK_LATENCY_MS = _int("SENTINEL_MOCK_LATENCY_MS", 0)
+SENTINEL_MOCK_CHUNKS = _int("SENTINEL_MOCK_CHUNKS", 20, minimum=1)
+SENTINEL_MOCK_CHUNK_DELAY_MS = _int("SENTINEL_MOCK_CHUNK_DELAY_MS", 0)

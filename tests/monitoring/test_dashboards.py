@@ -591,7 +591,7 @@ def test_dockerfile_shape():
     assert re.search(r"^EXPOSE 8000$", text, flags=re.MULTILINE)
     assert "collectstatic" in text
     assert re.search(r"^HEALTHCHECK .*\n?.*/health/live", text, flags=re.MULTILINE)
-    assert re.search(r'^CMD \["daphne".*"sentinel_site\.asgi:application"\]$', text, flags=re.MULTILINE)
+    assert re.search(r'^CMD \["python", "-m", "sentinel_site\.serve".*\]$', text, flags=re.MULTILINE)
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", ".env"} <= set(ignored)
 
