@@ -6,6 +6,7 @@ and at least every ``REFRESH_SECONDS`` as a safety net.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +49,17 @@ class ModelInfo:
     kind: str
     max_output_tokens: int
     routes: tuple[RouteInfo, ...] = field(default_factory=tuple)
+    # Providers of routes left out because this deployment has no credentials for them.
+    unconfigured: tuple[str, ...] = ()
+
+
+def has_credentials(provider: ProviderInfo) -> bool:
+    """A route is served only when its provider can authenticate: an encrypted key is stored, the
+    named environment variable is set, or it needs none (mock, keyless OpenAI-compatible servers).
+    So ``/v1/models`` lists only callable models and a missing key never trips a circuit breaker."""
+    if provider.encrypted_api_key or not provider.api_key_env:
+        return True
+    return bool(os.environ.get(provider.api_key_env))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +81,11 @@ def _load() -> CatalogSnapshot:
         )
     models = {}
     for m in Model.objects.filter(enabled=True):
-        ordered = tuple(sorted(routes.get(m.pk, []), key=lambda r: (r.priority, -r.weight, r.id)))
-        models[m.name] = ModelInfo(m.pk, m.name, m.kind, m.max_output_tokens, ordered)
+        candidates = routes.get(m.pk, [])
+        usable = [r for r in candidates if has_credentials(r.provider)]
+        ordered = tuple(sorted(usable, key=lambda r: (r.priority, -r.weight, r.id)))
+        missing = tuple(sorted({r.provider.name for r in candidates if r not in usable}))
+        models[m.name] = ModelInfo(m.pk, m.name, m.kind, m.max_output_tokens, ordered, missing)
     return CatalogSnapshot(models=models, loaded_at=time.monotonic())
 
 

@@ -38,6 +38,7 @@ from gateway.errors import (
     ModelNotFound,
     PermissionDenied,
     RateLimited,
+    UpstreamUnavailable,
 )
 from gateway.live import live_record
 from gateway.providers import adapter_for
@@ -224,6 +225,12 @@ async def prepare(request: HttpRequest, key: ApiKey, body: dict, *, endpoint: st
     name = body.get("model") or ""
     catalog = await snapshot()
     model = catalog.models.get(name)
+    if model is not None and model.kind == kind and not model.routes and model.unconfigured:
+        raise UpstreamUnavailable(
+            f"The model '{name}' is not available on this deployment: no credentials are configured for "
+            f"its provider ({', '.join(model.unconfigured)}).",
+            code="provider_not_configured",
+        )
     if model is None or model.kind != kind or not model.routes:
         raise ModelNotFound(f"The model '{name}' does not exist or is not available.", param="model")
     tenant = key.tenant

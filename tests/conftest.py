@@ -165,6 +165,13 @@ def catalog_for(upstream_url: str) -> dict:
             {"name": "mock-backup", "kind": "openai", "base_url": f"{upstream_url}/v1"},
             {"name": "mock-anthropic", "kind": "anthropic", "base_url": upstream_url},
             {"name": "builtin", "kind": "mock"},
+            # Its key variable is never set: its models are not served (and not listed).
+            {
+                "name": "unkeyed",
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": "SENTINEL_TEST_UNSET_PROVIDER_KEY",
+            },
         ],
         "models": [
             {
@@ -209,6 +216,11 @@ def catalog_for(upstream_url: str) -> dict:
                 "price": {"input": 1.0, "output": 2.0},
             },
             {"name": "unpriced-test", "routes": [{"provider": "mock-openai", "model": "unpriced"}]},
+            {
+                "name": "unkeyed-test",
+                "routes": [{"provider": "unkeyed", "model": "unkeyed-test"}],
+                "price": {"input": 1.0, "output": 2.0},
+            },
         ],
     }
 

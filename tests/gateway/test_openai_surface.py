@@ -179,6 +179,16 @@ def test_unpriced_model_is_refused_not_billed_zero(client):
     assert exc.value.body["code"] == "model_not_priced"
 
 
+def test_a_model_whose_provider_has_no_credentials_is_not_listed_nor_called(client, upstream):
+    assert "unkeyed-test" not in {m.id for m in client.models.list()}
+    for _ in range(6):  # more than the breaker threshold: a missing key never reads as "circuit open"
+        with pytest.raises(openai.InternalServerError) as exc:
+            client.chat.completions.create(model="unkeyed-test", messages=HELLO)
+        assert exc.value.status_code == 503 and exc.value.body["code"] == "provider_not_configured"
+        assert "unkeyed" in exc.value.body["message"]
+    assert upstream.requests() == []
+
+
 def test_upstream_500_falls_back_to_the_next_route(client, upstream):
     raw = client.chat.completions.with_raw_response.create(model="flaky-test", messages=HELLO)
     assert raw.parse().choices[0].message.content
