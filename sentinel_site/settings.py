@@ -354,6 +354,11 @@ STORAGES = {
     },
 }
 
+# Outside production, static files come straight from the app and `static/` folders (no
+# collectstatic step for `make run` and the tests); production serves the hashed STATIC_ROOT.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = not PRODUCTION
+
 if EMAIL_URL:
     vars().update(env.email_url_config(EMAIL_URL))
 elif not PRODUCTION:
