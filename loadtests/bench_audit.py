@@ -20,9 +20,8 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from loadtests.scratchdb import create_database, drop_database, scratch_url
 
 ACTIONS = [
     # (action, weight out of 1000)
@@ -40,28 +39,6 @@ ACTIONS = [
     ("auth.failed", 190),
     ("export.downloaded", 10),
 ]
-
-
-def scratch_url(base: str, suffix: str) -> tuple[str, str, str]:
-    parts = urlsplit(base)
-    name = parts.path.lstrip("/") + suffix
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    return urlunsplit(parts._replace(path="/" + name)), admin, name
-
-
-def create_database(admin_url: str, name: str, *, drop: bool) -> bool:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
-        if exists and not drop:
-            return False
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-        return True
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def action_case() -> str:

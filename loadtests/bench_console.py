@@ -17,33 +17,8 @@ import os
 import statistics
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-
-SUFFIX = "_bench_console"
-
-
-def scratch_url(base: str) -> tuple[str, str, str]:
-    parts = urlsplit(base)
-    name = parts.path.lstrip("/") + SUFFIX
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    return urlunsplit(parts._replace(path="/" + name)), admin, name
-
-
-def create_database(admin_url: str, name: str, *, drop: bool) -> bool:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
-        if exists and not drop:
-            return False
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-        return True
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from loadtests.scratchdb import create_database, drop_database, scratch_url
 
 
 def pages(tenant_slug: str, key_id: int, membership_id: int) -> list[tuple[str, str, bool]]:
@@ -95,7 +70,7 @@ def main() -> int:
     if not base.startswith("postgres"):
         print("bench_console: set DATABASE_URL=postgres://… (a scratch database is created next to it)")
         return 2
-    url, admin, name = scratch_url(base)
+    url, admin, name = scratch_url(base, "_bench_console")
     fresh = create_database(admin, name, drop=not args.reuse)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sentinel_site.settings")
