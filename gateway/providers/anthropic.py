@@ -10,15 +10,12 @@ import httpx
 
 from gateway import translate
 from gateway.catalog import RouteInfo
-from gateway.credentials import CredentialMissing, credential_for
 from gateway.providers.base import (
     Provider,
     StreamChunk,
     UpstreamFailure,
     Usage,
     failure_from_response,
-    http_client,
-    timeout_for,
 )
 from gateway.providers.sse import sse_frames
 
@@ -26,45 +23,18 @@ API_VERSION = "2023-06-01"
 
 
 class AnthropicProvider(Provider):
-    def _headers(self) -> dict[str, str]:
-        try:
-            secret = credential_for(self.info)
-        except CredentialMissing as exc:
-            raise UpstreamFailure(str(exc), kind="config", retryable=True) from None
-        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-        if secret:
-            headers["x-api-key"] = secret
-        return headers
+    def base_headers(self) -> dict[str, str]:
+        return {"content-type": "application/json", "anthropic-version": API_VERSION}
 
-    async def _send(self, route: RouteInfo, payload: dict) -> httpx.Response:
-        client = http_client(self.info)
-        request = client.build_request(
-            "POST",
-            f"{self.info.base_url}/v1/messages",
-            headers=self._headers(),
-            content=json.dumps(payload, separators=(",", ":")),
-            timeout=timeout_for(route),
-        )
-        try:
-            return await client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure(f"{self.info.name} timed out", kind="timeout", retryable=False) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamFailure(f"{self.info.name} unreachable", kind="connect") from exc
+    def auth_headers(self, secret: str) -> dict[str, str]:
+        return {"x-api-key": secret}
 
     async def chat(self, route: RouteInfo, body: dict, *, max_output_tokens: int) -> tuple[dict, Usage | None]:
         payload = translate.openai_to_anthropic_request(
             {**body, "stream": False}, upstream_model=route.upstream_model, default_max_tokens=max_output_tokens
         )
-        response = await self._send(route, payload)
-        try:
-            raw = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure(f"{self.info.name} timed out", kind="timeout", retryable=False) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamFailure(f"{self.info.name} connection lost", kind="connect") from exc
-        finally:
-            await response.aclose()
+        response = await self._post("/v1/messages", route, payload)
+        raw = await self._read(response)
         if response.status_code != 200:
             raise failure_from_response(response, raw, self.info.name)
         try:
@@ -77,7 +47,7 @@ class AnthropicProvider(Provider):
         payload = translate.openai_to_anthropic_request(
             {**body, "stream": True}, upstream_model=route.upstream_model, default_max_tokens=max_output_tokens
         )
-        response = await self._send(route, payload)
+        response = await self._post("/v1/messages", route, payload)
         converter = translate.AnthropicStreamToOpenAI(model=body.get("model", ""), created=int(time.time()))
         try:
             if response.status_code != 200:

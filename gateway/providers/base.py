@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import httpx
 from django.conf import settings
 
 from gateway.catalog import ProviderInfo, RouteInfo
+from gateway.credentials import CredentialMissing, credential_for
 
 
 @dataclass(slots=True)
@@ -75,6 +77,51 @@ class Provider:
 
     async def embed(self, route: RouteInfo, body: dict) -> tuple[dict, Usage | None]:
         raise UpstreamFailure(f"{self.info.kind} does not serve embeddings", kind="config", retryable=False)
+
+    def auth_headers(self, secret: str) -> dict[str, str]:
+        """How this provider kind carries its credential."""
+        return {"authorization": f"Bearer {secret}"}
+
+    def base_headers(self) -> dict[str, str]:
+        return {"content-type": "application/json"}
+
+    def _headers(self) -> dict[str, str]:
+        try:
+            secret = credential_for(self.info)
+        except CredentialMissing as exc:
+            raise UpstreamFailure(str(exc), kind="config", retryable=True) from None
+        headers = self.base_headers()
+        if secret:
+            headers.update(self.auth_headers(secret))
+        return headers
+
+    async def _post(self, path: str, route: RouteInfo, payload: dict) -> httpx.Response:
+        """POST ``payload`` to ``base_url + path`` on the provider's pooled client, response streamed."""
+        client = http_client(self.info)
+        request = client.build_request(
+            "POST",
+            f"{self.info.base_url}{path}",
+            headers=self._headers(),
+            content=json.dumps(payload, separators=(",", ":")),
+            timeout=timeout_for(route),
+        )
+        try:
+            return await client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamFailure(f"{self.info.name} timed out", kind="timeout", retryable=False) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamFailure(f"{self.info.name} unreachable", kind="connect") from exc
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The whole (non-stream) response body; the connection goes back to the pool."""
+        try:
+            return await response.aread()
+        except httpx.TimeoutException as exc:
+            raise UpstreamFailure(f"{self.info.name} timed out", kind="timeout", retryable=False) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamFailure(f"{self.info.name} connection lost", kind="connect") from exc
+        finally:
+            await response.aclose()
 
 
 def timeout_for(route: RouteInfo) -> httpx.Timeout:

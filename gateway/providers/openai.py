@@ -8,56 +8,20 @@ from collections.abc import AsyncIterator
 import httpx
 
 from gateway.catalog import RouteInfo
-from gateway.credentials import CredentialMissing, credential_for
 from gateway.providers.base import (
     Provider,
     StreamChunk,
     UpstreamFailure,
     Usage,
     failure_from_response,
-    http_client,
-    timeout_for,
 )
 from gateway.providers.sse import sse_frames
 
 
 class OpenAIProvider(Provider):
-    def _headers(self) -> dict[str, str]:
-        try:
-            secret = credential_for(self.info)
-        except CredentialMissing as exc:
-            raise UpstreamFailure(str(exc), kind="config", retryable=True) from None
-        headers = {"content-type": "application/json"}
-        if secret:
-            headers["authorization"] = f"Bearer {secret}"
-        return headers
-
-    async def _post(self, path: str, route: RouteInfo, payload: dict) -> httpx.Response:
-        client = http_client(self.info)
-        request = client.build_request(
-            "POST",
-            f"{self.info.base_url}{path}",
-            headers=self._headers(),
-            content=json.dumps(payload, separators=(",", ":")),
-            timeout=timeout_for(route),
-        )
-        try:
-            return await client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure(f"{self.info.name} timed out", kind="timeout", retryable=False) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamFailure(f"{self.info.name} unreachable", kind="connect") from exc
-
     async def _json(self, path: str, route: RouteInfo, payload: dict) -> dict:
         response = await self._post(path, route, payload)
-        try:
-            body = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure(f"{self.info.name} timed out", kind="timeout", retryable=False) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamFailure(f"{self.info.name} connection lost", kind="connect") from exc
-        finally:
-            await response.aclose()
+        body = await self._read(response)
         if response.status_code != 200:
             raise failure_from_response(response, body, self.info.name)
         try:
