@@ -24,6 +24,16 @@ def _content_chars(content: Any) -> int:
     return 0
 
 
+def _within_limits(messages: list) -> list:
+    """The input limits from settings: message count and total content length."""
+    if len(messages) > settings.SENTINEL_MAX_MESSAGES:
+        raise ValueError(f"at most {settings.SENTINEL_MAX_MESSAGES} messages are allowed")
+    total = sum(_content_chars(m.content) for m in messages)
+    if total > settings.SENTINEL_MAX_CONTENT_CHARS:
+        raise ValueError(f"total content is {total} characters; the limit is {settings.SENTINEL_MAX_CONTENT_CHARS}")
+    return messages
+
+
 class ChatMessageIn(Schema):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
@@ -53,12 +63,7 @@ class ChatCompletionIn(Schema):
     @field_validator("messages")
     @classmethod
     def _limits(cls, messages: list[ChatMessageIn]) -> list[ChatMessageIn]:
-        if len(messages) > settings.SENTINEL_MAX_MESSAGES:
-            raise ValueError(f"at most {settings.SENTINEL_MAX_MESSAGES} messages are allowed")
-        total = sum(_content_chars(m.content) for m in messages)
-        if total > settings.SENTINEL_MAX_CONTENT_CHARS:
-            raise ValueError(f"total content is {total} characters; the limit is {settings.SENTINEL_MAX_CONTENT_CHARS}")
-        return messages
+        return _within_limits(messages)
 
     @model_validator(mode="after")
     def _not_empty(self) -> ChatCompletionIn:
@@ -106,9 +111,4 @@ class MessagesIn(Schema):
     @field_validator("messages")
     @classmethod
     def _limits(cls, messages: list[AnthropicMessageIn]) -> list[AnthropicMessageIn]:
-        if len(messages) > settings.SENTINEL_MAX_MESSAGES:
-            raise ValueError(f"at most {settings.SENTINEL_MAX_MESSAGES} messages are allowed")
-        total = sum(_content_chars(m.content) for m in messages)
-        if total > settings.SENTINEL_MAX_CONTENT_CHARS:
-            raise ValueError(f"total content is {total} characters; the limit is {settings.SENTINEL_MAX_CONTENT_CHARS}")
-        return messages
+        return _within_limits(messages)
