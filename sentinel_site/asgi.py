@@ -26,6 +26,7 @@ from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from sentinel_site import embedded_beat  # noqa: E402
 from sentinel_site.routing import websocket_urlpatterns  # noqa: E402
 
 API_PREFIXES = ("/v1/", "/v1", "/health/", "/metrics")
@@ -113,6 +114,8 @@ async def http_app(scope, receive, send):
         return await api_app(scope, receive, send)
     return await console_app(scope, receive, send)
 
+
+embedded_beat.start()  # only with the embedded default (no Redis): rollups, alerts, reconcile
 
 application = ProtocolTypeRouter(
     {

@@ -208,6 +208,8 @@ SENTINEL_SHUTDOWN_GRACE = _float("SENTINEL_SHUTDOWN_GRACE", 25.0)
 # Audit retention of the platform chain (logins, catalog price changes); tenants set their own.
 # Budget-alert webhooks to private/loopback addresses (SSRF guard): allowed outside production only.
 SENTINEL_WEBHOOK_ALLOW_PRIVATE = _bool("SENTINEL_WEBHOOK_ALLOW_PRIVATE", not PRODUCTION)
+# Without Redis (the embedded default) the web process runs the beat schedule on a thread.
+SENTINEL_EMBEDDED_BEAT = _bool("SENTINEL_EMBEDDED_BEAT", True)
 SENTINEL_PLATFORM_AUDIT_RETENTION_DAYS = _int("SENTINEL_PLATFORM_AUDIT_RETENTION_DAYS", 365, minimum=1)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = SENTINEL_MAX_BODY_BYTES
