@@ -29,7 +29,8 @@ class ConfigError(SystemExit):
 
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").is_file():  # optional; the real environment wins
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 def _str(name: str, default: str | None = None, *, required: bool = False) -> str | None:
