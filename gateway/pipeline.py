@@ -372,6 +372,18 @@ async def run_chat(call: Call, *, surface: str = "openai") -> HttpResponse:
         raise
 
 
+async def within_total_timeout(route: RouteInfo, awaitable):
+    """``SENTINEL_UPSTREAM_TOTAL_TIMEOUT`` bounds a whole upstream call (connect/read timeouts bound
+    each step): a provider trickling bytes forever still ends with a 504."""
+    try:
+        async with asyncio.timeout(settings.SENTINEL_UPSTREAM_TOTAL_TIMEOUT):
+            return await awaitable
+    except TimeoutError:
+        raise UpstreamFailure(
+            f"{route.provider.name} exceeded the total timeout", kind="timeout", retryable=False
+        ) from None
+
+
 def _count_cache(call: Call, result: str) -> None:
     call.cache_status = result
     metrics.cache_requests_total.labels(result=result).inc()
@@ -381,8 +393,11 @@ async def _complete(call: Call) -> tuple[dict, Usage | None]:
     started = time.perf_counter()
 
     async def attempt(route: RouteInfo):
-        return await adapter_for(route.provider).chat(
-            route, {**call.body, "stream": False}, max_output_tokens=call.model.max_output_tokens
+        return await within_total_timeout(
+            route,
+            adapter_for(route.provider).chat(
+                route, {**call.body, "stream": False}, max_output_tokens=call.model.max_output_tokens
+            ),
         )
 
     try:
@@ -483,7 +498,7 @@ async def _open_stream(call: Call, surface: str, *, cache_key: str | None = None
     async def attempt(route: RouteInfo):
         iterator = adapter_for(route.provider).stream(route, call.body, max_output_tokens=call.model.max_output_tokens)
         try:
-            first = await iterator.__anext__()
+            first = await within_total_timeout(route, iterator.__anext__())
         except StopAsyncIteration:
             raise UpstreamFailure(f"{route.provider.name} closed the stream without data", kind="protocol") from None
         except BaseException:
@@ -525,6 +540,9 @@ class StreamRelay:
             else None
         )
         self.pending: asyncio.Future | None = None
+        self.deadline = (
+            time.monotonic() - (time.perf_counter() - call.started) + settings.SENTINEL_UPSTREAM_TOTAL_TIMEOUT
+        )
 
     def _track(self, chunk: dict) -> bool:
         """Account one chunk; True if it should be forwarded to the client."""
@@ -566,14 +584,19 @@ class StreamRelay:
         return _frame({"error": {"message": message, "type": "api_error", "param": None, "code": code}})
 
     async def _next(self) -> StreamChunk:
+        """The next upstream chunk; ``_Heartbeat`` after a silence of ``SENTINEL_STREAM_HEARTBEAT``
+        seconds; an UpstreamFailure once the stream outlives ``SENTINEL_UPSTREAM_TOTAL_TIMEOUT``."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise UpstreamFailure("the stream exceeded the total timeout", kind="timeout", retryable=False)
         heartbeat = settings.SENTINEL_STREAM_HEARTBEAT
-        if heartbeat <= 0:
-            return await self.iterator.__anext__()
         if self.pending is None:
             # A heartbeat leaves the pending read running; the next call resumes waiting on it.
             self.pending = asyncio.ensure_future(self.iterator.__anext__())
-        done, _ = await asyncio.wait({self.pending}, timeout=heartbeat)
+        done, _ = await asyncio.wait({self.pending}, timeout=min(heartbeat, remaining) if heartbeat > 0 else remaining)
         if not done:
+            if time.monotonic() >= self.deadline:
+                raise UpstreamFailure("the stream exceeded the total timeout", kind="timeout", retryable=False)
             raise _Heartbeat
         pending, self.pending = self.pending, None
         return pending.result()
@@ -608,12 +631,19 @@ class StreamRelay:
                 yield DONE
         except UpstreamFailure as failure:
             # Never retried: bytes already reached the client. End with an error event.
-            status, http_status, error_type = "error", 502, f"upstream_{failure.kind}"
+            timed_out = failure.kind == "timeout"
+            status, http_status, error_type = "error", 504 if timed_out else 502, f"upstream_{failure.kind}"
             if route is not None:
                 breaker_for(route).failure()
-            yield self._error_frame(
-                "The upstream provider failed mid-stream; the response is incomplete.", "upstream_error"
-            )
+            if timed_out:
+                yield self._error_frame(
+                    "The upstream provider did not finish within the total timeout; the response is incomplete.",
+                    "upstream_timeout",
+                )
+            else:
+                yield self._error_frame(
+                    "The upstream provider failed mid-stream; the response is incomplete.", "upstream_error"
+                )
         except asyncio.CancelledError:
             status, http_status, error_type = "client_closed", 499, "client_closed"
             raise
@@ -700,7 +730,7 @@ async def run_embeddings(call: Call) -> HttpResponse:
     started = time.perf_counter()
 
     async def attempt(route: RouteInfo):
-        return await adapter_for(route.provider).embed(route, call.body)
+        return await within_total_timeout(route, adapter_for(route.provider).embed(route, call.body))
 
     try:
         data, usage = await call_with_routes(call.model, attempt, call.attempts)
