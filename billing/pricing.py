@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.models import Price, PriceAdjustment
 from sentinel_site import bus
+from sentinel_site.db import adb
 
 HUNDRED = Decimal(100)
 
@@ -108,7 +108,7 @@ class PriceBook:
 
     async def aquote(self, *, tenant_id: int, model_name: str, at: datetime | None = None) -> Quote | None:
         if time.monotonic() - self._loaded_at > self.refresh_seconds:
-            await sync_to_async(self._load)()
+            await adb(self._load)
         return self.quote(tenant_id=tenant_id, model_name=model_name, at=at)
 
     def quote(self, *, tenant_id: int, model_name: str, at: datetime | None = None) -> Quote | None:

@@ -10,10 +10,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
-
 from gateway.models import Model, Route
 from sentinel_site import bus
+from sentinel_site.db import adb
 
 REFRESH_SECONDS = 60.0
 
@@ -93,7 +92,7 @@ async def snapshot() -> CatalogSnapshot:
     global _snapshot
     current = _snapshot
     if current is None or time.monotonic() - current.loaded_at > REFRESH_SECONDS:
-        current = _snapshot = await sync_to_async(_load)()
+        current = _snapshot = await adb(_load)
     return current
 
 

@@ -96,6 +96,7 @@ from billing.models import UsageEvent
 from billing.pricing import Quote, micros_to_usd, usd_to_micros
 from gateway.errors import BudgetExceeded, GatewayError, RateLimited
 from sentinel_site import redis as sredis
+from sentinel_site.db import adb
 from tenants.models import ApiKey, BudgetPeriod, Tenant
 
 log = logging.getLogger(__name__)
@@ -531,7 +532,7 @@ async def ledger_spent_micros(budget: Budget) -> int:
     if budget.start is not None:
         events = events.filter(created_at__gte=budget.start, created_at__lt=budget.end)
     try:
-        row = await events.aaggregate(total=Sum("cost_micros"))
+        row = await adb(events.aggregate, total=Sum("cost_micros"))
     except DatabaseError as exc:
         log.error("budget check impossible: the ledger is unreachable (%s)", type(exc).__name__)
         raise LimitsUnavailable(

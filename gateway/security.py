@@ -13,6 +13,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from audit.services import RequestMeta, record
+from sentinel_site.db import released
 from tenants import keys
 from tenants.models import ApiKey
 
@@ -46,7 +47,7 @@ def schedule(func, *args: Any) -> None:
     except RuntimeError:
         func(*args)
         return
-    task = loop.create_task(sync_to_async(func, thread_sensitive=False)(*args))
+    task = loop.create_task(sync_to_async(released(func), thread_sensitive=False)(*args))
     _pending.add(task)
     task.add_done_callback(_done)
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from sentinel_site import bus
 from sentinel_site import redis as sredis
+from sentinel_site.db import adb
 from tenants import keys
 from tenants.models import ApiKey
 
@@ -66,6 +67,10 @@ def _ttl() -> float:
     return settings.SENTINEL_KEY_CACHE_SECONDS
 
 
+def _fetch(public_id: str) -> ApiKey | None:
+    return ApiKey.objects.select_related("tenant").filter(public_id=public_id).first()
+
+
 async def api_key_for_token(token: str) -> ApiKey:
     """The active key for ``token`` with its tenant loaded, or :class:`KeyRejected`."""
     public_id = keys.parse(token)
@@ -75,7 +80,7 @@ async def api_key_for_token(token: str) -> ApiKey:
     now = time.monotonic()
     entry = _cache.get(public_id)
     if entry is None or entry.expires < now:
-        key = await ApiKey.objects.select_related("tenant").filter(public_id=public_id).afirst()
+        key = await adb(_fetch, public_id)
         entry = _Entry(key=key, expires=now + _ttl())
         _cache[public_id] = entry
     key = entry.key

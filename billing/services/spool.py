@@ -29,6 +29,7 @@ from billing.services.ledger import usage_events_insert
 from billing.usage import UsageRecord
 from gateway import metrics
 from sentinel_site import redis as sredis
+from sentinel_site.db import released
 
 log = logging.getLogger("sentinel.billing.spool")
 
@@ -95,7 +96,7 @@ async def usage_submit(record: UsageRecord) -> None:
             return
         except Exception as exc:  # any failure to spool (Redis down, a broken client): the ledger takes it
             log.warning("usage spool unavailable (%r); writing %s straight to the ledger", exc, record.request_id)
-    await sync_to_async(_store_now, thread_sensitive=False)(record)
+    await sync_to_async(released(_store_now), thread_sensitive=False)(record)
 
 
 # --------------------------------------------------------------------------- drain (worker)
