@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -146,6 +147,21 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(Http404)
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return error_response(request, status=404, message="Not found.", type_="not_found_error", code="not_found")
+
+
+@api.exception_handler(OperationalError)
+def on_database_unavailable(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    # PostgreSQL restarting, or out of connections: a hot key needs no SQL, but a cold one does.
+    # Transient, so 503 with Retry-After (the SDKs retry it), never a 500.
+    log.warning("database unavailable in the gateway API: %s", exc.__class__.__name__)
+    return error_response(
+        request,
+        status=503,
+        message="Sentinel is temporarily unable to reach its database; retry shortly.",
+        type_="api_error",
+        code="service_unavailable",
+        headers={"retry-after": "1"},
+    )
 
 
 @api.exception_handler(Exception)
