@@ -69,6 +69,22 @@ class ApiRequestMiddleware:
                 metrics.active_requests.dec()
                 if token is not None:
                     request_context.reset(token)
+        if response.status_code in _PLAIN_ERRORS and not response.get("content-type", "").startswith(
+            "application/json"
+        ):
+            # Django's own 404 (no such route) and ninja's 405 are HTML or plain text: clients of an
+            # OpenAI-compatible API expect the JSON envelope on every error.
+            message, type_, code = _PLAIN_ERRORS[response.status_code]
+            allow = response.get("allow")
+            response = _error(
+                response.status_code,
+                message.format(method=request.method, path=request.path),
+                type_,
+                code,
+                anthropic=request.path.startswith("/v1/messages"),
+            )
+            if allow:
+                response["allow"] = allow
         response["x-request-id"] = request.request_id
         if cors:
             response["access-control-allow-origin"] = cors
@@ -76,6 +92,11 @@ class ApiRequestMiddleware:
             response["vary"] = "Origin"
         return response
 
+
+_PLAIN_ERRORS = {
+    404: ("Unknown API route: {method} {path}.", "not_found_error", "not_found"),
+    405: ("Method {method} is not allowed on {path}.", "invalid_request_error", "method_not_allowed"),
+}
 
 EXPOSED = ", ".join(
     [

@@ -58,3 +58,13 @@ def test_in_flight_requests_do_not_hold_database_connections(live_server_factory
 
     assert in_flight_together == 6
     assert statuses == [200] * 6
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("GET", "/v1/nothing", 404, "not_found"), ("DELETE", "/v1/models", 405, "method_not_allowed")],
+)
+def test_unknown_routes_and_methods_answer_in_the_envelope(gateway, method, path, status, code):
+    response = httpx.request(method, f"{gateway.url}{path}", timeout=10)
+    assert response.status_code == status and response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == code and response.headers["x-request-id"]
