@@ -17,6 +17,7 @@ Single flight
     ``wait_seconds``, so a leader that died frees it by itself) and calls upstream; the others
     poll the lock (5 ms, doubling to 50 ms) until the leader stored the answer and released it,
     then read the cache. A follower that waited ``wait_seconds`` in vain goes upstream itself.
+    The leader's :func:`store` writes the answer and releases the lock in one round trip.
 
 Failure policy: the cache is an optimisation. Any Redis error is a miss (``lookup`` -> None),
 a skipped write, or "you lead" (single flight), within the hot path's short Redis timeout (see
@@ -27,6 +28,7 @@ and flights live in process memory.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -48,6 +50,9 @@ NON_SEMANTIC_FIELDS = frozenset(
 MAX_ENTRY_BYTES = 2 * 1024 * 1024  # larger answers are not cached
 LOCAL_MAX_ENTRIES = 1000
 UNLOCK = Script("unlock")
+STORE_UNLOCK = Script("store_unlock")
+# The lock this task leads (single_flight): its store() releases it in the same round trip.
+_leading: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cache_leading", default=None)
 
 
 def _normal(value: Any) -> Any:
@@ -104,8 +109,15 @@ async def store(*, tenant_id: int, key: str, response: dict, ttl: int) -> None:
     if not sredis.enabled():
         _local.set(key, raw, ttl)
         return
+    lead = _leading.get()
     try:
-        await hot_call(lambda client: client.set(key, raw.encode(), ex=int(ttl)))
+        if lead is not None and lead["key"] == key and not lead["released"]:
+            await hot_call(
+                lambda client: STORE_UNLOCK(client, [key, lead["lock"]], [raw.encode(), int(ttl), lead["token"]])
+            )
+            lead["released"] = True
+        else:
+            await hot_call(lambda client: client.set(key, raw.encode(), ex=int(ttl)))
     except RedisUnavailable:
         return
 
@@ -128,10 +140,13 @@ async def single_flight(*, tenant_id: int, key: str, wait_seconds: float = 30) -
         leader = True
         token = ""
     if leader:
+        lead = {"key": key, "lock": lock, "token": token, "released": not token}
+        reset = _leading.set(lead)
         try:
             yield True
         finally:
-            if token:
+            _leading.reset(reset)
+            if not lead["released"]:
                 await asyncio.shield(_release(lock, token))
         return
     yield not await _wait_for_leader(lock, wait_seconds)
