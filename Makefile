@@ -10,13 +10,15 @@ PORT      ?= 8000
 # The suite always runs on the real services; override to point elsewhere.
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/sentinel
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/15
+BENCH_DATABASE_URL ?= postgres://root@127.0.0.1:5432/sentinel_bench
+BENCH_REDIS_URL    ?= redis://127.0.0.1:6379/13
 
 .PHONY: help install run serve worker test test-deps lint format lock bench migrate clean
 
 help:
 	@echo "make run      - install, migrate, seed the demo tenant, serve on http://$(HOST):$(PORT) (embedded default)"
 	@echo "make test     - install, lint, run the whole suite on real PostgreSQL and Redis"
-	@echo "make serve    - production server (daphne + graceful shutdown) honouring HOST, PORT, WEB_CONCURRENCY"
+	@echo "make serve    - production server (uvicorn + graceful shutdown) honouring HOST, PORT, WEB_CONCURRENCY, SERVER"
 	@echo "make worker   - Celery worker with beat"
 	@echo "make lint     - ruff check + ruff format --check"
 	@echo "make bench    - gateway benchmark (see README, Performance)"
@@ -44,9 +46,11 @@ run: install
 	@echo "Sentinel is starting on http://$(HOST):$(PORT)  (console login: owner@acme.test / sentinel-demo)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sentinel_site.asgi:application
 
-# sentinel_site/serve.py: daphne with a graceful SIGTERM (drains streams, flushes the usage spool).
+# sentinel_site/serve.py: graceful SIGTERM (drains streams, flushes the usage spool). uvicorn by
+# measurement (README, Performance); SERVER=daphne keeps the Twisted server.
+SERVER    ?= uvicorn
 serve: install
-	$(PY) -m sentinel_site.serve --host $(HOST) --port $(PORT) --proxy-headers
+	$(PY) -m sentinel_site.serve --host $(HOST) --port $(PORT) --proxy-headers --server $(SERVER)
 
 worker: install
 	$(VENV)/bin/celery -A sentinel_site worker --beat --loglevel=INFO --concurrency=2
@@ -68,8 +72,9 @@ test: install test-deps lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) SENTINEL_ENV=test \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 
+# Its own database and Redis db (it empties the Redis db): never the suite's.
 bench: install test-deps
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) \
 	  $(PY) -m loadtests.bench $(BENCH_ARGS)
 
 clean:

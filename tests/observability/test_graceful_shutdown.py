@@ -68,9 +68,10 @@ def refused(port: int) -> bool:
         return True
 
 
-def test_sigterm_lets_open_streams_finish_records_their_usage_and_exits_zero(serve, upstream, api_token):
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+def test_sigterm_lets_open_streams_finish_records_their_usage_and_exits_zero(serve, upstream, api_token, server_name):
     upstream.configure(models={"gpt-test": {"chunk_delay_ms": 150, "chunks": 20}})
-    server = serve("--readiness-delay", "1", SENTINEL_SHUTDOWN_GRACE=str(GRACE))
+    server = serve("--readiness-delay", "1", "--server", server_name, SENTINEL_SHUTDOWN_GRACE=str(GRACE))
     assert httpx.get(f"{server.url}/health/ready", timeout=5).status_code == 200
 
     streams = [Stream(server.url, api_token) for _ in range(3)]
