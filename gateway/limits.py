@@ -179,7 +179,10 @@ def hot_client() -> aioredis.Redis | None:
             settings.REDIS_URL,
             max_connections=128,  # Redis is single-threaded: more connections only queue there
             timeout=backstop,
-            socket_timeout=backstop,
+            # No socket timeout: hot_call bounds every call with asyncio.timeout, and redis-py drops
+            # a connection whose command was cancelled. A socket timeout would wrap each send and
+            # read in a timer of its own, a measurable share of the hot path's CPU.
+            socket_timeout=None,
             socket_connect_timeout=_redis_timeout(),
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
