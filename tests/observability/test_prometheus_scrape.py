@@ -97,8 +97,8 @@ class Prometheus:
                 value = predicate()
                 if value:
                     return value
-            except httpx.HTTPError:
-                pass
+            except (httpx.HTTPError, ValueError):
+                pass  # not listening yet, or still starting up ("Service Unavailable" is not JSON)
             assert self.proc.poll() is None, f"prometheus exited: {self.log_path.read_text()[-2000:]}"
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.25)
