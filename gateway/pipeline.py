@@ -93,6 +93,7 @@ class Call:
     include_usage: bool
     tags: dict[str, str]
     prompt_estimate: int
+    reserve_prompt_tokens: int = 0
     admission: limits.Admission | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: datetime = field(default_factory=timezone.now)
@@ -216,10 +217,6 @@ class Call:
             )
 
 
-def estimate_prompt_tokens(messages: list[dict]) -> int:
-    return count_tokens(prompt_text(messages)) + 4 * len(messages)
-
-
 async def prepare(request: HttpRequest, key: ApiKey, body: dict, *, endpoint: str, kind: str) -> Call:
     """Everything before the upstream call. Raises a GatewayError for the client."""
     name = body.get("model") or ""
@@ -253,8 +250,13 @@ async def prepare(request: HttpRequest, key: ApiKey, body: dict, *, endpoint: st
             inputs if isinstance(inputs, str) else " ".join(i if isinstance(i, str) else "x" * len(i) for i in inputs)
         )
         prompt_estimate, max_out = count_tokens(text) + 1, 0
+        reserve_prompt = prompt_estimate
     else:
-        prompt_estimate = estimate_prompt_tokens(body.get("messages") or [])
+        messages = body.get("messages") or []
+        # Two counts: a realistic one for usage the upstream never reports, and limits' deliberately
+        # generous one for the reservation (under-reserving would let a budget be overspent).
+        prompt_estimate = count_tokens(prompt_text(messages)) + 4 * len(messages)
+        reserve_prompt = limits.estimate_prompt_tokens(messages)
         max_out = body.get("max_completion_tokens") or body.get("max_tokens") or model.max_output_tokens
         max_out = min(int(max_out), model.max_output_tokens) * int(body.get("n") or 1)
     call = Call(
@@ -269,11 +271,12 @@ async def prepare(request: HttpRequest, key: ApiKey, body: dict, *, endpoint: st
         include_usage=bool(options.get("include_usage")),
         tags=parse_tags(request, body),
         prompt_estimate=prompt_estimate,
+        reserve_prompt_tokens=reserve_prompt,
     )
-    reserve = quote.cost_micros(prompt_tokens=prompt_estimate, completion_tokens=max_out)
+    reserve = limits.estimate_reserve_micros(quote, reserve_prompt, max_out)
     try:
         call.admission = await limits.admit(
-            key=key, tokens=prompt_estimate + max_out, reserve_micros=reserve, request_id=call.request_id
+            key=key, tokens=reserve_prompt + max_out, reserve_micros=reserve, request_id=call.request_id
         )
     except RateLimited as exc:
         metrics.rate_limited_total.labels(scope=getattr(exc, "scope", "key")).inc()
@@ -574,7 +577,7 @@ class StreamRelay:
         if admission is None or not admission.reserved_micros or self.usage is not None:
             return False
         spent = self.call.quote.cost_micros(
-            prompt_tokens=self.call.prompt_estimate, completion_tokens=(self.text_chars + 3) // 4
+            prompt_tokens=self.call.reserve_prompt_tokens, completion_tokens=(self.text_chars + 3) // 4
         )
         return spent > admission.reserved_micros
 

@@ -11,7 +11,6 @@ from django.utils import timezone
 from billing.models import UsageEvent
 from billing.services import usage_spool_drain
 from gateway import limits
-from gateway.pipeline import estimate_prompt_tokens
 from tenants.services import api_key_create
 from tests.gateway.conftest import drain_usage
 from tests.limits.conftest import USD, budget_state, redis_url
@@ -27,7 +26,7 @@ def body(max_tokens=20, messages=MESSAGES):
 
 def reserve_for(max_tokens=20, messages=MESSAGES) -> int:
     # gpt-test costs $1 per 1M input tokens and $2 per 1M output tokens: micro-dollars = tokens * price
-    return estimate_prompt_tokens(messages) * 1 + max_tokens * 2
+    return limits.estimate_prompt_tokens(messages) * 1 + max_tokens * 2
 
 
 async def post_all(requests: list[tuple[str, str, dict]]) -> list[httpx.Response]:
