@@ -98,11 +98,12 @@ def usage_events_insert(*, records: Sequence[UsageRecord]) -> list[UsageRecord]:
 def _touch_keys(records: Sequence[UsageRecord]) -> None:
     """``ApiKey.last_used_at``: one UPDATE per key per batch, never on the request path, and
     never moved backwards by a late event."""
-    latest: dict[int, datetime] = {}
+    latest: dict[tuple[int, int], datetime] = {}
     for record in records:
-        if record.api_key_id and (record.api_key_id not in latest or record.created_at > latest[record.api_key_id]):
-            latest[record.api_key_id] = record.created_at
-    for key_id, at in latest.items():
-        ApiKey.objects.filter(pk=key_id).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)).update(
-            last_used_at=at
-        )
+        owner = (record.tenant_id, record.api_key_id)
+        if record.api_key_id and (owner not in latest or record.created_at > latest[owner]):
+            latest[owner] = record.created_at
+    for (tenant_id, key_id), at in latest.items():
+        ApiKey.objects.filter(tenant_id=tenant_id, pk=key_id).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)
+        ).update(last_used_at=at)
