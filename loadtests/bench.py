@@ -45,6 +45,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -864,30 +865,15 @@ def measure_gateway(args, *, server: str, mock: Mock, token: str, workdir: Path,
             workdir=workdir,
         )
         measure_stream(target="warmup", base_url=url, model=MODEL, token=token, concurrency=64, duration=3)
-        for c in levels:
+        rounds = [(c, partial(measure_json, workdir=workdir)) for c in levels]
+        rounds += [(c, measure_stream) for c in stream_levels]
+        for c, measure in rounds:
+            # Direct-to-mock just before through-Sentinel: the difference is Sentinel's cost right then.
             for target, base, model, pid in (
                 ("direct", mock.url, UPSTREAM_MODEL, None),
                 ("sentinel", url, MODEL, proc.pid),
             ):
-                p = measure_json(
-                    target=target,
-                    base_url=base,
-                    model=model,
-                    token=token,
-                    concurrency=c,
-                    duration=args.duration,
-                    workdir=workdir,
-                    pid=pid,
-                )
-                p.server = server if target == "sentinel" else ""
-                points.append(p)
-                log(point_line(p))
-        for c in stream_levels:
-            for target, base, model, pid in (
-                ("direct", mock.url, UPSTREAM_MODEL, None),
-                ("sentinel", url, MODEL, proc.pid),
-            ):
-                p = measure_stream(
+                p = measure(
                     target=target,
                     base_url=base,
                     model=model,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from loadtests.scratchdb import create_database, drop_database, scratch_url
+from loadtests.scratchdb import drop_database, use_scratch_database
 
 ACTIONS = [
     # (action, weight out of 1000)
@@ -132,14 +132,10 @@ def main() -> int:
     parser.add_argument("--only", default="", help="run only the cases whose title contains this")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        print("bench_audit: set DATABASE_URL=postgres://… (the scratch database is created beside it)")
+    scratch = use_scratch_database("bench_audit", "_bench_audit", reuse=args.reuse)
+    if scratch is None:
         return 2
-    url, admin_url, name = scratch_url(base, "_bench_audit")
-    fresh = create_database(admin_url, name, drop=not args.reuse)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sentinel_site.settings")
+    admin_url, name, fresh = scratch
     os.environ.pop("REDIS_URL", None)  # search needs PostgreSQL only; keep the bench self-contained
 
     import django

@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from loadtests.scratchdb import create_database, drop_database, scratch_url
+from loadtests.scratchdb import drop_database, use_scratch_database
 
 
 def pages(tenant_slug: str, key_id: int, membership_id: int) -> list[tuple[str, str, bool]]:
@@ -66,14 +66,10 @@ def main() -> int:
     parser.add_argument("--redis", action="store_true", help="keep REDIS_URL (live counters from Redis)")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        print("bench_console: set DATABASE_URL=postgres://… (a scratch database is created next to it)")
+    scratch = use_scratch_database("bench_console", "_bench_console", reuse=args.reuse)
+    if scratch is None:
         return 2
-    url, admin, name = scratch_url(base, "_bench_console")
-    fresh = create_database(admin, name, drop=not args.reuse)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sentinel_site.settings")
+    admin, name, fresh = scratch
     if not args.redis:
         os.environ.pop("REDIS_URL", None)
 

@@ -22,7 +22,7 @@ import sys
 import time
 from datetime import timedelta
 
-from loadtests.scratchdb import create_database, drop_database, scratch_url
+from loadtests.scratchdb import drop_database, use_scratch_database
 
 KEYS = 100
 MODELS = [
@@ -201,14 +201,10 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse an already loaded scratch database")
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        print("bench_costs: set DATABASE_URL=postgres://… (a scratch database is created next to it)")
+    scratch = use_scratch_database("bench_costs", "_bench_costs", reuse=args.reuse)
+    if scratch is None:
         return 2
-    url, admin, name = scratch_url(base, "_bench_costs")
-    fresh = create_database(admin, name, drop=not args.reuse)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sentinel_site.settings")
+    admin, name, fresh = scratch
     os.environ.pop("REDIS_URL", None)  # no spool, no live counters: pages and API read PostgreSQL only
 
     import django

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -29,3 +30,17 @@ def create_database(admin_url: str, name: str, *, drop: bool) -> bool:
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def use_scratch_database(prog: str, suffix: str, *, reuse: bool) -> tuple[str, str, bool] | None:
+    """Point ``DATABASE_URL`` (and Django's settings module) at the scratch database next to it.
+    Returns (admin URL, name, whether it was created fresh), or None after explaining why not."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith("postgres"):
+        print(f"{prog}: set DATABASE_URL=postgres://… (a scratch database is created next to it)")
+        return None
+    url, admin, name = scratch_url(base, suffix)
+    fresh = create_database(admin, name, drop=not reuse)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sentinel_site.settings")
+    return admin, name, fresh
