@@ -81,13 +81,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Sum
 from django.utils import timezone
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -97,6 +94,7 @@ from billing.pricing import Quote, micros_to_usd, usd_to_micros
 from gateway.errors import BudgetExceeded, GatewayError, RateLimited
 from sentinel_site import redis as sredis
 from sentinel_site.db import adb
+from sentinel_site.hotredis import HotRedis
 from tenants.models import ApiKey, BudgetPeriod, Tenant
 
 log = logging.getLogger(__name__)
@@ -159,35 +157,25 @@ def _reservation_lifetime_us() -> int:
 
 
 # --------------------------------------------------------------------------- fast-failing Redis
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HotRedis] = weakref.WeakKeyDictionary()
 _down_until = 0.0
 _in_flight = 0  # hot-path Redis calls under way in this process
 BUSY_IN_FLIGHT = 32  # with this many ahead of it, a timeout is more likely queueing than Redis
 
 
-def hot_client() -> aioredis.Redis | None:
-    """This event loop's client for the hot path: no retries, calls bounded by :func:`hot_call`
-    (None without Redis). Separate from ``sentinel_site.redis.async_client``, whose 2 s timeouts
-    and retries are right for the console, not for a request that must decide in milliseconds."""
+def hot_client() -> HotRedis | None:
+    """This event loop's client for the hot path (None without Redis): the lean pipelined client of
+    :mod:`sentinel_site.hotredis`, no retries, every call bounded by :func:`hot_call`. Separate
+    from ``sentinel_site.redis.async_client``, whose 2 s timeouts and retries are right for the
+    console, not for a request that must decide in milliseconds."""
     if not sredis.enabled():
         return None
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
-    if client is None:
-        backstop = PATIENT_TIMEOUT + 1  # hot_call's own deadline normally fires first
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=128,  # Redis is single-threaded: more connections only queue there
-            timeout=backstop,
-            # No socket timeout: hot_call bounds every call with asyncio.timeout, and redis-py drops
-            # a connection whose command was cancelled. A socket timeout would wrap each send and
-            # read in a timer of its own, a measurable share of the hot path's CPU.
-            socket_timeout=None,
-            socket_connect_timeout=_redis_timeout(),
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=30,
-        )
-        client = aioredis.Redis(connection_pool=pool)
+    if client is None or client.url != settings.REDIS_URL:
+        # The connection is shared by the process's requests: a connect is given at least a second,
+        # so a burst that keeps the event loop busy does not make it fail for everyone.
+        client = HotRedis(settings.REDIS_URL, connect_timeout=max(1.0, _redis_timeout()))
         _clients[loop] = client
     return client
 
@@ -213,7 +201,7 @@ def mark_redis_up() -> None:
     _down_until = 0.0
 
 
-async def hot_call(fn: Callable[[aioredis.Redis], Awaitable[Any]], *, timeout: float | None = None) -> Any:
+async def hot_call(fn: Callable[[HotRedis], Awaitable[Any]], *, timeout: float | None = None) -> Any:
     """Run ``fn(client)`` within ``timeout`` (``SENTINEL_LIMITS_REDIS_TIMEOUT``). A refused or
     broken connection marks Redis down for the back-off period and raises
     :class:`RedisUnavailable`; no answer in time raises :class:`RedisSlow` (not marked down)."""
@@ -260,7 +248,7 @@ def next_timeout(slow: RedisSlow, tried: int) -> float | None:
     return None
 
 
-async def hot_call_patient(fn: Callable[[aioredis.Redis], Awaitable[Any]]) -> Any:
+async def hot_call_patient(fn: Callable[[HotRedis], Awaitable[Any]]) -> Any:
     """:func:`hot_call` with the retries of :func:`next_timeout`; ``fn`` must be safe to repeat."""
     timeout: float | None = None
     tried = 0
@@ -281,7 +269,7 @@ class Script:
         self.source = (_LUA_DIR / f"{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
-    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
+    async def __call__(self, client: HotRedis, keys: list[str], args: list[Any]) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
