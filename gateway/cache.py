@@ -14,7 +14,8 @@ Value
 
 Single flight
     Identical concurrent misses: the first caller takes ``<key>:lock`` (``SET NX PX``, TTL =
-    ``wait_seconds``, so a leader that died frees it by itself) and calls upstream; the others
+    ``wait_seconds``, so a leader that died frees it by itself) and calls upstream;
+    :func:`fetch_or_lead` looks the entry up and takes the lock in one round trip. The others
     poll the lock (5 ms, doubling to 50 ms) until the leader stored the answer and released it,
     then read the cache. A follower that waited ``wait_seconds`` in vain goes upstream itself.
     The leader's :func:`store` writes the answer and releases the lock in one round trip.
@@ -51,6 +52,7 @@ MAX_ENTRY_BYTES = 2 * 1024 * 1024  # larger answers are not cached
 LOCAL_MAX_ENTRIES = 1000
 UNLOCK = Script("unlock")
 STORE_UNLOCK = Script("store_unlock")
+LOOKUP_OR_LOCK = Script("lookup_or_lock")
 # The lock this task leads (single_flight): its store() releases it in the same round trip.
 _leading: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cache_leading", default=None)
 
@@ -88,6 +90,10 @@ async def lookup(*, tenant_id: int, key: str) -> dict | None:
             raw = await hot_call(lambda client: client.get(key))
         except RedisUnavailable:
             return None
+    return _decode(raw)
+
+
+def _decode(raw: str | bytes | None) -> dict | None:
     if raw is None:
         return None
     try:
@@ -133,23 +139,68 @@ async def single_flight(*, tenant_id: int, key: str, wait_seconds: float = 30) -
         return
     lock = f"{key}:lock"
     token = secrets.token_hex(12)
-    ttl_ms = max(1, int(wait_seconds * 1000))
     try:
-        leader = bool(await hot_call(lambda client: client.set(lock, token, nx=True, px=ttl_ms)))
+        leader = bool(await hot_call(lambda client: client.set(lock, token, nx=True, px=_lock_ttl_ms(wait_seconds))))
     except RedisUnavailable:
         leader = True
         token = ""
     if leader:
-        lead = {"key": key, "lock": lock, "token": token, "released": not token}
-        reset = _leading.set(lead)
-        try:
+        async with _leading_lock(key, lock, token):
             yield True
-        finally:
-            _leading.reset(reset)
-            if not lead["released"]:
-                await asyncio.shield(_release(lock, token))
         return
     yield not await _wait_for_leader(lock, wait_seconds)
+
+
+@asynccontextmanager
+async def fetch_or_lead(*, tenant_id: int, key: str, wait_seconds: float = 30) -> AsyncIterator[dict | None]:
+    """:func:`lookup` and :func:`single_flight` in one round trip. Yields the cached answer, or None:
+    then the caller calls upstream and stores the answer (:func:`store`). On a miss the first caller
+    leads (its store releases the lock); an identical request meanwhile waits for the leader and
+    yields its stored answer (None if the leader failed: it goes upstream itself). Fails open:
+    Redis unreachable -> None, without a lock."""
+    _check(tenant_id, key)
+    if not sredis.enabled():
+        cached = _decode(_local.get(key))
+        if cached is not None:
+            yield cached
+            return
+        async with _local_flight(key, wait_seconds) as leader:
+            yield None if leader else _decode(_local.get(key))
+        return
+    lock = f"{key}:lock"
+    token = secrets.token_hex(12)
+    try:
+        reply = await hot_call(lambda client: LOOKUP_OR_LOCK(client, [key, lock], [token, _lock_ttl_ms(wait_seconds)]))
+    except RedisUnavailable:
+        yield None
+        return
+    if reply[0] == 1:
+        yield _decode(reply[1])  # a corrupt entry is a miss; the answer overwrites it
+    elif reply[0] == 2:
+        async with _leading_lock(key, lock, token):
+            yield None
+    elif await _wait_for_leader(lock, wait_seconds):
+        yield await lookup(tenant_id=tenant_id, key=key)
+    else:
+        yield None
+
+
+def _lock_ttl_ms(wait_seconds: float) -> int:
+    return max(1, int(wait_seconds * 1000))
+
+
+@asynccontextmanager
+async def _leading_lock(key: str, lock: str, token: str) -> AsyncIterator[None]:
+    """While the caller leads: its :func:`store` of ``key`` also releases ``lock``; released at the
+    latest on leaving (a leader that failed lets its followers go upstream themselves)."""
+    lead = {"key": key, "lock": lock, "token": token, "released": not token}
+    reset = _leading.set(lead)
+    try:
+        yield
+    finally:
+        _leading.reset(reset)
+        if not lead["released"]:
+            await asyncio.shield(_release(lock, token))
 
 
 async def _release(lock: str, token: str) -> None:

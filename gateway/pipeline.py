@@ -147,74 +147,80 @@ class Call:
         route = self.attempts.route
         tenant = self.tenant
         latency = time.perf_counter() - self.started
-        try:
-            if self.admission is not None:
-                await limits.settle(
+        record = UsageRecord(
+            request_id=self.request_id,
+            tenant_id=tenant.pk,
+            api_key_id=self.key.pk,
+            model=self.public_model,
+            created_at=self.created_at,
+            endpoint=self.endpoint,
+            provider=route.provider.name if route else "",
+            route=route.label if route else "",
+            attempts=self.attempts.count,
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_micros=cost,
+            price_id=self.quote.price_id,
+            adjustment_percent=self.quote.adjustment_percent,
+            status=status,
+            http_status=http_status,
+            latency_ms=int(latency * 1000),
+            ttft_ms=int(self.ttft * 1000) if self.ttft is not None else None,
+            estimated=estimated,
+            cache_hit=cache_hit,
+            stream=self.stream,
+            tags=self.tags,
+            guardrail_flags=self.guardrail_flags,
+            error_type=error_type,
+            prompt_log=(
+                guardrails.redact_text(prompt_text(self.body.get("messages") or []))[:4000]
+                if tenant.log_prompts
+                else ""
+            ),
+        )
+        # The settlement and the usage record go out together (one write to Redis, one round trip),
+        # and finish even if the request is cancelled meanwhile: neither is ever lost.
+        handoff = [usage_submit(record)]
+        if self.admission is not None:
+            handoff.append(
+                limits.settle(
                     key=self.key,
                     admission=self.admission,
                     actual_micros=cost,
                     actual_tokens=usage.prompt_tokens + usage.completion_tokens,
                 )
-        finally:
-            record = UsageRecord(
-                request_id=self.request_id,
-                tenant_id=tenant.pk,
-                api_key_id=self.key.pk,
-                model=self.public_model,
-                created_at=self.created_at,
-                endpoint=self.endpoint,
-                provider=route.provider.name if route else "",
-                route=route.label if route else "",
-                attempts=self.attempts.count,
-                prompt_tokens=usage.prompt_tokens,
-                cached_tokens=usage.cached_tokens,
-                completion_tokens=usage.completion_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                cost_micros=cost,
-                price_id=self.quote.price_id,
-                adjustment_percent=self.quote.adjustment_percent,
-                status=status,
-                http_status=http_status,
-                latency_ms=int(latency * 1000),
-                ttft_ms=int(self.ttft * 1000) if self.ttft is not None else None,
-                estimated=estimated,
-                cache_hit=cache_hit,
-                stream=self.stream,
-                tags=self.tags,
-                guardrail_flags=self.guardrail_flags,
-                error_type=error_type,
-                prompt_log=(
-                    guardrails.redact_text(prompt_text(self.body.get("messages") or []))[:4000]
-                    if tenant.log_prompts
-                    else ""
-                ),
             )
-            await usage_submit(record)
-            provider = route.provider.name if route else "none"
-            tlabel = metrics.tenant_label(tenant.slug)
-            metrics.requests_total.labels(
-                tenant=tlabel, model=self.public_model, provider=provider, status=str(http_status)
-            ).inc()
-            metrics.request_duration.labels(model=self.public_model, provider=provider).observe(latency)
-            if self.ttft is not None:
-                metrics.ttft.labels(model=self.public_model, provider=provider).observe(self.ttft)
-            metrics.overhead.observe(max(latency - self.upstream_seconds, 0.0))
-            for kind, count in (
-                ("prompt", usage.prompt_tokens),
-                ("completion", usage.completion_tokens),
-                ("cached", usage.cached_tokens),
-            ):
-                if count:
-                    metrics.tokens_total.labels(tenant=tlabel, model=self.public_model, type=kind).inc(count)
-            if cost:
-                metrics.cost_usd_total.labels(tenant=tlabel, model=self.public_model).inc(cost / 1_000_000)
-            live_record(
-                tenant_id=tenant.pk,
-                latency_ms=int(latency * 1000),
-                tokens=usage.prompt_tokens + usage.completion_tokens,
-                cost_micros=cost,
-                error=http_status >= 500,
-            )
+        outcomes = await asyncio.shield(asyncio.gather(*handoff, return_exceptions=True))
+        provider = route.provider.name if route else "none"
+        tlabel = metrics.tenant_label(tenant.slug)
+        metrics.requests_total.labels(
+            tenant=tlabel, model=self.public_model, provider=provider, status=str(http_status)
+        ).inc()
+        metrics.request_duration.labels(model=self.public_model, provider=provider).observe(latency)
+        if self.ttft is not None:
+            metrics.ttft.labels(model=self.public_model, provider=provider).observe(self.ttft)
+        metrics.overhead.observe(max(latency - self.upstream_seconds, 0.0))
+        for kind, count in (
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+            ("cached", usage.cached_tokens),
+        ):
+            if count:
+                metrics.tokens_total.labels(tenant=tlabel, model=self.public_model, type=kind).inc(count)
+        if cost:
+            metrics.cost_usd_total.labels(tenant=tlabel, model=self.public_model).inc(cost / 1_000_000)
+        live_record(
+            tenant_id=tenant.pk,
+            latency_ms=int(latency * 1000),
+            tokens=usage.prompt_tokens + usage.completion_tokens,
+            cost_micros=cost,
+            error=http_status >= 500,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
 
 async def prepare(request: HttpRequest, key: ApiKey, body: dict, *, endpoint: str, kind: str) -> Call:
@@ -345,19 +351,21 @@ async def run_chat(call: Call, *, surface: str = "openai") -> HttpResponse:
         cache_key = None
         if _cache_enabled(call):
             cache_key = cache.cache_key(tenant_id=call.tenant.pk, endpoint=call.endpoint, body=call.body)
-            cached = await cache.lookup(tenant_id=call.tenant.pk, key=cache_key)
-            if cached is None and not call.stream:
-                # Single-flight: identical concurrent requests wait for the leader's answer.
-                async with cache.single_flight(tenant_id=call.tenant.pk, key=cache_key) as leader:
-                    if not leader:
-                        cached = await cache.lookup(tenant_id=call.tenant.pk, key=cache_key)
+            if not call.stream:
+                # Lookup and single-flight lock in one round trip: identical concurrent requests
+                # wait for the leader's answer.
+                async with cache.fetch_or_lead(tenant_id=call.tenant.pk, key=cache_key) as cached:
                     if cached is None:
                         _count_cache(call, "miss")
                         data, usage = await _complete(call)
-                        await cache.store(
+                        # Stored (and the lock released) in the same round trip as the settlement.
+                        store = cache.store(
                             tenant_id=call.tenant.pk, key=cache_key, response=data, ttl=call.tenant.cache_ttl_seconds
                         )
-                        return await _answer(call, data, usage, surface)
+                        return await _answer(call, data, usage, surface, also=store)
+                _count_cache(call, "hit")
+                return await _answer(call, cached, Usage.from_openai(cached.get("usage")), surface, cache_hit=True)
+            cached = await cache.lookup(tenant_id=call.tenant.pk, key=cache_key)
             if cached is not None:
                 _count_cache(call, "hit")
                 return await _answer(call, cached, Usage.from_openai(cached.get("usage")), surface, cache_hit=True)
@@ -410,13 +418,18 @@ async def _complete(call: Call) -> tuple[dict, Usage | None]:
 
 
 async def _answer(
-    call: Call, data: dict, usage: Usage | None, surface: str, *, cache_hit: bool = False
+    call: Call, data: dict, usage: Usage | None, surface: str, *, cache_hit: bool = False, also=None
 ) -> HttpResponse:
+    """Finish the call (and await ``also``, a cache store, alongside: one round trip) and respond."""
     estimated = usage is None
     if usage is None:
         text = "".join((c.get("message") or {}).get("content") or "" for c in data.get("choices") or [])
         usage = Usage(prompt_tokens=call.prompt_estimate, completion_tokens=count_tokens(text))
-    await call.finish(usage=usage, status="ok", http_status=200, estimated=estimated, cache_hit=cache_hit)
+    finish = call.finish(usage=usage, status="ok", http_status=200, estimated=estimated, cache_hit=cache_hit)
+    if also is None:
+        await finish
+    else:
+        await asyncio.gather(finish, also)
     headers = call.response_headers()
     if call.stream:  # a cached answer replayed as a stream
         return _replay_stream(call, data, surface, headers)

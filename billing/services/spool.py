@@ -12,13 +12,11 @@ record straight to the ledger instead. Durability across a Redis restart is Redi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import socket
 import time
-import weakref
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -40,9 +38,8 @@ DEFAULT_BATCH = 500
 DEFAULT_CLAIM_IDLE_MS = 60_000
 # Consumers with nothing pending and idle this long are forgotten (crashed workers' names).
 FORGET_CONSUMER_IDLE_MS = 3_600_000
-# XADDs in flight per event loop (each takes ~0.1 ms; the rest wait for a slot, not an error).
-SUBMIT_CONCURRENCY = 32
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+# How long one XADD may take before the record goes to the ledger directly instead.
+SUBMIT_TIMEOUT = 2.0
 
 
 def spool_key() -> str:
@@ -71,28 +68,21 @@ def _store_now(record: UsageRecord) -> None:
         )
 
 
-def _xadd_slots() -> asyncio.Semaphore:
-    # The shared client's pool fails fast (MaxConnectionsError) when a burst of requests wants
-    # more connections than it has; usage queues for a few connections of its own instead.
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = asyncio.Semaphore(SUBMIT_CONCURRENCY)
-    return slots
-
-
 async def usage_submit(record: UsageRecord) -> None:
     """Hand one request's usage to billing. Called exactly once per gateway request.
 
-    One ``XADD`` to the spool; no SQL on the request path. Redis not configured or unreachable ->
-    the record goes straight to the ledger (in a worker thread). Never raises: the response has
-    already been served, and a lost record is logged in full.
+    One ``XADD`` to the spool, on the hot path's pipelined client (it shares a write with the
+    request's settlement); no SQL on the request path. Redis not configured or unreachable -> the
+    record goes straight to the ledger (in a worker thread). Never raises: a lost record is logged
+    in full. An ``XADD`` that timed out but did land is not a duplicate: the ledger skips a
+    request id it has.
     """
-    client = sredis.async_client()
-    if client is not None:
+    if sredis.enabled():
+        from gateway.limits import hot_call  # the gateway's Redis policy; billing must not import it at load
+
+        payload = json.dumps(record.as_dict(), separators=(",", ":"))
         try:
-            async with _xadd_slots():
-                await client.xadd(spool_key(), {FIELD: json.dumps(record.as_dict(), separators=(",", ":"))})
+            await hot_call(lambda client: client.xadd(spool_key(), {FIELD: payload}), timeout=SUBMIT_TIMEOUT)
             return
         except Exception as exc:  # any failure to spool (Redis down, a broken client): the ledger takes it
             log.warning("usage spool unavailable (%r); writing %s straight to the ledger", exc, record.request_id)

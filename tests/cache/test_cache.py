@@ -213,3 +213,52 @@ def test_embedded_default_caches_and_single_flights_in_process(settings):
     assert [kind for kind, _ in results].count("waited") == 9
     assert run(cache.lookup, tenant_id=7, key=key_for(tenant_id=7)) == ANSWER
     assert run(cache.lookup, tenant_id=8, key=key_for(tenant_id=8)) is None
+
+
+async def _identical_fetches(n, *, tenant_id=1, upstream_seconds=0.2, fail_leader=False):
+    """The pipeline's path: lookup and single-flight lock in one round trip (fetch_or_lead)."""
+    calls = 0
+    key = key_for(tenant_id=tenant_id)
+
+    async def request():
+        nonlocal calls
+        try:
+            async with cache.fetch_or_lead(tenant_id=tenant_id, key=key, wait_seconds=5) as answer:
+                if answer is not None:
+                    return "cached", answer
+                calls += 1
+                await asyncio.sleep(upstream_seconds)
+                if fail_leader and calls == 1:
+                    raise RuntimeError("upstream failed")
+                await cache.store(tenant_id=tenant_id, key=key, response=ANSWER, ttl=60)
+                return "upstream", ANSWER
+        except RuntimeError:
+            return "error", None
+
+    results = await asyncio.gather(*(request() for _ in range(n)))
+    return calls, results
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+def test_fetch_or_lead_makes_one_upstream_call_for_identical_requests(rdb, settings, embedded):
+    if embedded:
+        settings.REDIS_URL = None
+    calls, results = run(_identical_fetches, 20, tenant_id=3)
+    assert calls == 1
+    assert [kind for kind, _ in results].count("cached") == 19
+    assert all(answer == ANSWER for _, answer in results)
+    assert not rdb.exists(key_for(tenant_id=3) + ":lock")
+    calls, results = run(_identical_fetches, 3, tenant_id=3)  # later: plain hits
+    assert calls == 0 and [kind for kind, _ in results] == ["cached"] * 3
+
+
+def test_fetch_or_lead_when_the_leader_fails_the_others_go_upstream(rdb):
+    calls, results = run(_identical_fetches, 5, fail_leader=True)
+    kinds = [kind for kind, _ in results]
+    assert kinds.count("error") == 1 and calls >= 2
+    assert not rdb.exists(key_for() + ":lock")
+
+
+def test_fetch_or_lead_with_redis_unreachable_is_a_miss_for_everyone(redis_down):
+    calls, results = run(_identical_fetches, 3, upstream_seconds=0)
+    assert calls == 3 and [kind for kind, _ in results] == ["upstream"] * 3
