@@ -51,6 +51,7 @@ from tenants.models import ApiKey
 log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 HEARTBEAT = b": keep-alive\n\n"
+READ_AHEAD = 64  # upstream chunks a stream reads ahead of a slow client
 _background: set[asyncio.Task] = set()
 
 
@@ -555,7 +556,10 @@ class StreamRelay:
             if surface == "anthropic"
             else None
         )
-        self.pending: asyncio.Future | None = None
+        # One task reads the upstream for the whole stream (not one per chunk) into a bounded queue:
+        # a slow client holds the upstream back after READ_AHEAD chunks.
+        self.queue: asyncio.Queue = asyncio.Queue(READ_AHEAD)
+        self.pump: asyncio.Task | None = None
         self.deadline = (
             time.monotonic() - (time.perf_counter() - call.started) + settings.SENTINEL_UPSTREAM_TOTAL_TIMEOUT
         )
@@ -599,52 +603,94 @@ class StreamRelay:
             return _event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
         return _frame({"error": {"message": message, "type": "api_error", "param": None, "code": code}})
 
+    async def _pump(self) -> None:
+        try:
+            while True:
+                await self.queue.put(await self.iterator.__anext__())
+        except StopAsyncIteration:
+            await self.queue.put(_End(None))
+        except Exception as exc:  # handed to the relay, which ends the stream with an error event
+            await self.queue.put(_End(exc))
+
+    @staticmethod
+    def _unwrap(item: StreamChunk | _End) -> StreamChunk:
+        if isinstance(item, _End):
+            if item.error is None:
+                raise StopAsyncIteration
+            raise item.error
+        return item
+
+    def _next_ready(self) -> StreamChunk | None:
+        """A chunk that has already arrived, or None."""
+        try:
+            item = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        return self._unwrap(item)
+
     async def _next(self) -> StreamChunk:
         """The next upstream chunk; ``_Heartbeat`` after a silence of ``SENTINEL_STREAM_HEARTBEAT``
         seconds; an UpstreamFailure once the stream outlives ``SENTINEL_UPSTREAM_TOTAL_TIMEOUT``."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise UpstreamFailure("the stream exceeded the total timeout", kind="timeout", retryable=False)
+        chunk = self._next_ready()
+        if chunk is not None:
+            return chunk
         heartbeat = settings.SENTINEL_STREAM_HEARTBEAT
-        if self.pending is None:
-            # A heartbeat leaves the pending read running; the next call resumes waiting on it.
-            self.pending = asyncio.ensure_future(self.iterator.__anext__())
-        done, _ = await asyncio.wait({self.pending}, timeout=min(heartbeat, remaining) if heartbeat > 0 else remaining)
-        if not done:
+        try:
+            async with asyncio.timeout(min(heartbeat, remaining) if heartbeat > 0 else remaining):
+                item = await self.queue.get()
+        except TimeoutError:
             if time.monotonic() >= self.deadline:
-                raise UpstreamFailure("the stream exceeded the total timeout", kind="timeout", retryable=False)
-            raise _Heartbeat
-        pending, self.pending = self.pending, None
-        return pending.result()
+                raise UpstreamFailure(
+                    "the stream exceeded the total timeout", kind="timeout", retryable=False
+                ) from None
+            raise _Heartbeat from None
+        return self._unwrap(item)
 
     async def run(self) -> AsyncIterator[bytes]:
+        """Chunks that arrived together leave together (one write to the client); none waits for
+        a later one."""
         metrics.active_streams.inc()
         status, http_status, error_type = "ok", 200, ""
         route = self.call.attempts.route
+        self.pump = asyncio.get_running_loop().create_task(self._pump())
+        batch: list[bytes] = []
         try:
-            if self._track(self.first.obj):
-                yield self._encode(self.first)
+            chunk: StreamChunk | None = self.first
             while True:
-                try:
-                    chunk = await self._next()
-                except _Heartbeat:
-                    yield HEARTBEAT
-                    continue
-                except StopAsyncIteration:
-                    break
+                if chunk is None:
+                    if batch:
+                        yield b"".join(batch)
+                        batch = []
+                    try:
+                        chunk = await self._next()
+                    except _Heartbeat:
+                        yield HEARTBEAT
+                        continue
+                    except StopAsyncIteration:
+                        break
                 if self._track(chunk.obj):
-                    yield self._encode(chunk)
+                    batch.append(self._encode(chunk))
                 if self._over_reservation():
                     status, http_status, error_type = "error", 200, "budget_reservation_reached"
-                    yield self._error_frame(
-                        "The stream reached its budget reservation and was ended.", "insufficient_quota"
+                    batch.append(
+                        self._error_frame(
+                            "The stream reached its budget reservation and was ended.", "insufficient_quota"
+                        )
                     )
+                    yield b"".join(batch)
                     return
+                try:
+                    chunk = self._next_ready()
+                except StopAsyncIteration:
+                    break
             if self.converter is not None:
-                for name, obj in self.converter.finish():
-                    yield _event(name, obj)
+                batch.extend(_event(name, obj) for name, obj in self.converter.finish())
             else:
-                yield DONE
+                batch.append(DONE)
+            yield b"".join(batch)
         except UpstreamFailure as failure:
             # Never retried: bytes already reached the client. End with an error event.
             timed_out = failure.kind == "timeout"
@@ -652,14 +698,19 @@ class StreamRelay:
             if route is not None:
                 breaker_for(route).failure()
             if timed_out:
-                yield self._error_frame(
-                    "The upstream provider did not finish within the total timeout; the response is incomplete.",
-                    "upstream_timeout",
+                batch.append(
+                    self._error_frame(
+                        "The upstream provider did not finish within the total timeout; the response is incomplete.",
+                        "upstream_timeout",
+                    )
                 )
             else:
-                yield self._error_frame(
-                    "The upstream provider failed mid-stream; the response is incomplete.", "upstream_error"
+                batch.append(
+                    self._error_frame(
+                        "The upstream provider failed mid-stream; the response is incomplete.", "upstream_error"
+                    )
                 )
+            yield b"".join(batch)
         except asyncio.CancelledError:
             status, http_status, error_type = "client_closed", 499, "client_closed"
             raise
@@ -668,10 +719,10 @@ class StreamRelay:
             spawn(self._close_and_finish(status, http_status, error_type))
 
     async def _close_and_finish(self, status: str, http_status: int, error_type: str) -> None:
-        if self.pending is not None:
-            self.pending.cancel()  # closes the upstream connection promptly
+        if self.pump is not None:
+            self.pump.cancel()  # closes the upstream connection promptly
             try:
-                await self.pending
+                await self.pump
             except BaseException:  # noqa: S110 - the upstream's last words do not matter any more
                 pass
         try:
@@ -739,6 +790,15 @@ class _Assembler:
 
 class _Heartbeat(Exception):
     pass
+
+
+class _End:
+    """The pump's last item: the upstream ended (``error`` None) or failed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
 
 
 # --------------------------------------------------------------------------- embeddings
