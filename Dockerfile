@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# Sentinel image: one image for the web (uvicorn or daphne), the Celery worker and beat, and the mock provider.
+# Sentinel image: one image for the web (granian, uvicorn or daphne), the Celery worker and beat, and the mock provider.
 #
 #   docker build -t sentinel:local .
 #   docker run -p 8000:8000 -e DATABASE_URL=... -e REDIS_URL=... sentinel:local
@@ -69,8 +69,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://localhost:8000/health/live', timeout=4).status == 200 else 1)"]
 
-# `make serve` with HOST=0.0.0.0 PORT=8000: uvicorn (uvloop + httptools, chosen by measurement: README,
-# "Performance") with a graceful SIGTERM (sentinel_site/serve.py); SENTINEL_SERVER=daphne switches back.
+# `make serve` with HOST=0.0.0.0 PORT=8000: granian (chosen by measurement: README, "Performance") with a
+# graceful SIGTERM (sentinel_site/serve.py); SENTINEL_SERVER=uvicorn or daphne serve the same application.
 # Worker processes: WEB_CONCURRENCY.
-ENV SENTINEL_SERVER=uvicorn
+ENV SENTINEL_SERVER=granian
 CMD ["python", "-m", "sentinel_site.serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -18,7 +18,7 @@ BENCH_REDIS_URL    ?= redis://127.0.0.1:6379/13
 help:
 	@echo "make run      - install, migrate, seed the demo tenant, serve on http://$(HOST):$(PORT) (embedded default)"
 	@echo "make test     - install, lint, run the whole suite on real PostgreSQL and Redis"
-	@echo "make serve    - production server (uvicorn + graceful shutdown) honouring HOST, PORT, WEB_CONCURRENCY, SERVER"
+	@echo "make serve    - production server (granian + graceful shutdown) honouring HOST, PORT, WEB_CONCURRENCY, SERVER"
 	@echo "make worker   - Celery worker with beat"
 	@echo "make lint     - ruff check + ruff format --check"
 	@echo "make bench    - gateway benchmark (see README, Performance)"
@@ -46,9 +46,9 @@ run: install
 	@echo "Sentinel is starting on http://$(HOST):$(PORT)  (console login: owner@acme.test / sentinel-demo)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) sentinel_site.asgi:application
 
-# sentinel_site/serve.py: graceful SIGTERM (drains streams, flushes the usage spool). uvicorn by
-# measurement (README, Performance); SERVER=daphne keeps the Twisted server.
-SERVER    ?= uvicorn
+# sentinel_site/serve.py: graceful SIGTERM (drains streams, flushes the usage spool). granian by
+# measurement (README, Performance); SERVER=uvicorn or SERVER=daphne serve the same application.
+SERVER    ?= granian
 serve: install
 	$(PY) -m sentinel_site.serve --host $(HOST) --port $(PORT) --proxy-headers --server $(SERVER)
 

@@ -12,7 +12,7 @@ about four; every load generator runs for a fixed time):
 1. creates and migrates its own database (``--database-url``, default ``sentinel_bench``) and
    empties its own Redis database (``--redis-url``, default db 13); refuses the test suite's;
 2. starts the mock provider (``loadtests.mock_provider``) and Sentinel
-   (``sentinel_site.serve --workers 2 --server uvicorn``) on free loopback ports;
+   (``sentinel_site.serve --workers 2 --server granian``) on free loopback ports;
 3. seeds a tenant and a key with generous limits and budgets so that the whole pipeline runs:
    key auth, rate limits + budget reservation, guardrails (PII redact, secrets and injection
    flag), response cache on (every prompt is unique, so every request is a miss), usage spool,
@@ -276,15 +276,11 @@ def server_env(args: argparse.Namespace, logdir: Path) -> dict[str, str]:
 
 def start_sentinel(args: argparse.Namespace, server: str, logdir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    if server in ("daphne", "uvicorn"):
-        command = [sys.executable, "-m", "sentinel_site.serve", "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--workers", str(args.workers), "--server", server]
-        if not args.access_log:
-            command.append("--no-access-log")
-    else:  # granian is measured for the comparison, not offered by sentinel_site.serve (README)
-        command = [sys.executable, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--workers", str(args.workers), "--loop", "uvloop", "--no-access-log"]
-        command += ["sentinel_site.asgi:application"]
+    # The production runner for every server: what is measured is what `make serve` runs.
+    command = [sys.executable, "-m", "sentinel_site.serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(args.workers), "--server", server]
+    if not args.access_log:
+        command.append("--no-access-log")
     out = (logdir / f"sentinel-{server}.log").open("a")
     proc = subprocess.Popen(
         command, cwd=ROOT, env=server_env(args, logdir), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -810,8 +806,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--server",
         choices=SERVERS,
-        default=os.environ.get("SENTINEL_SERVER") or "uvicorn",
-        help="ASGI server for Sentinel (default: $SENTINEL_SERVER or uvicorn, the production choice)",
+        default=os.environ.get("SENTINEL_SERVER") or "granian",
+        help="ASGI server for Sentinel (default: $SENTINEL_SERVER or granian, the production choice)",
     )
     parser.add_argument("--workers", type=int, default=2, help="Sentinel worker processes (default 2)")
     parser.add_argument("--mock-workers", type=int, default=1, help="mock provider processes (default 1)")

@@ -1,9 +1,16 @@
-"""Sentinel's server: daphne (or uvicorn), plus the graceful shutdown daphne does not have.
+"""Sentinel's server: daphne, uvicorn or granian, with the same graceful shutdown under each.
 
     python -m sentinel_site.serve [--host H] [--port P] [--workers N] [--proxy-headers] [--server S]
 
-``HOST``, ``PORT``, ``WEB_CONCURRENCY`` (worker processes) and ``SENTINEL_SERVER`` (``daphne`` or
-``uvicorn``) are the defaults of the options.
+``HOST``, ``PORT``, ``WEB_CONCURRENCY`` (worker processes) and ``SENTINEL_SERVER`` (``daphne``,
+``uvicorn`` or ``granian``) are the defaults of the options. ``make serve``, the image and docker
+compose use granian, the cheapest per request in the benchmark (README, "Performance").
+
+``--server granian`` serves the same ASGI application (HTTP and Channels websockets) with granian
+(Rust HTTP, uvloop) and granian's own worker processes (restarted when they die). Granian stops
+accepting and lets open connections finish; :class:`GranianWorker` adds the readiness step before
+it, the grace period (requests still running then are cancelled and recorded as cut off) and
+steps 4-6 after it (the ASGI lifespan shutdown). The second signal is passed on to the workers.
 
 ``--server uvicorn`` serves the same ASGI application (HTTP and Channels websockets) with uvicorn
 on uvloop and httptools, which costs less CPU per request than daphne's Twisted stack (README,
@@ -63,7 +70,7 @@ FINISHERS_SECONDS = 5.0  # for stream finishers (settle + usage hand-off) to com
 FLUSH_SECONDS = 5.0  # for the usage spool flush
 QUIET_PATHS = ("/health/", "/metrics")  # successful probes and scrapes are not access-logged
 CRASH_LOOP_SECONDS = 10.0  # a worker that dies sooner after its start is not restarted
-SERVERS = ("daphne", "uvicorn")
+SERVERS = ("daphne", "uvicorn", "granian")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -408,6 +415,168 @@ def run_uvicorn(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+# --------------------------------------------------------------------------- granian
+class GranianWorker:
+    """One granian worker's side of the shutdown (granian's own stops accepting and lets open
+    connections finish, but knows no readiness delay, grace period or usage flush).
+
+    Installed as the worker's SIGTERM/SIGINT handler in place of granian's (``granian_app``), it
+    turns readiness false, keeps accepting for the readiness delay, then tells granian to stop
+    accepting; the ASGI lifespan shutdown that follows waits for the HTTP requests still running
+    (up to ``SENTINEL_SHUTDOWN_GRACE``, cancelling the rest), closes websockets, and runs steps 4-6.
+    """
+
+    def __init__(self, app, *, readiness_delay: float) -> None:
+        self.app = app
+        self.readiness_delay = readiness_delay
+        self.requests: set[asyncio.Task] = set()
+        self.websockets: set[asyncio.Task] = set()
+        self.signalled_at: float | None = None
+        self.hurry: asyncio.Event | None = None
+        self.stop_granian = None  # granian's WorkerSignal
+
+    def install(self, loop):
+        """Stands in for ``granian._signals.set_loop_signals`` in this worker."""
+        from granian._granian import WorkerSignal
+
+        self.stop_granian = WorkerSignal()
+        self.hurry = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal, signum)
+        return self.stop_granian
+
+    def on_signal(self, signum: int) -> None:
+        from django.conf import settings
+
+        from sentinel_site import health
+
+        name = signal.Signals(signum).name
+        if self.signalled_at is not None:
+            log.warning("shutdown: second %s, not waiting for in-flight requests any longer", name)
+            self.hurry.set()
+            self.stop_granian.set()
+            self.cut()
+            return
+        self.signalled_at = time.monotonic()
+        health.shutting_down.set()
+        log.info("shutdown: %s received, readiness is false", name)
+        loop = asyncio.get_running_loop()
+        delay = max(self.readiness_delay, 0.0)
+        loop.call_later(delay, self.stop_accepting, settings.SENTINEL_SHUTDOWN_GRACE)
+        # granian waits for open connections before it hands back: the grace period is kept here.
+        loop.call_later(delay + settings.SENTINEL_SHUTDOWN_GRACE, self.cut)
+
+    def stop_accepting(self, grace: float) -> None:
+        log.info("shutdown: not accepting; waiting up to %.0fs for %d requests", grace, len(self.requests))
+        self.stop_granian.set()
+        for task in list(self.websockets):
+            task.cancel()  # the console's live view reconnects to another process
+
+    def cut(self) -> None:
+        left = [task for task in self.requests if not task.done()]
+        if left:
+            log.warning("shutdown: grace period over, cancelling %d requests", len(left))
+        for task in left + list(self.websockets):
+            task.cancel()
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind == "lifespan":
+            return await self.lifespan(receive, send)
+        tasks = self.requests if kind == "http" else self.websockets
+        task = asyncio.current_task()
+        tasks.add(task)
+        try:
+            return await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if self.signalled_at is None:
+                raise
+            return None  # cut off by the shutdown (recorded as such): not an application error
+        finally:
+            tasks.discard(task)
+
+    async def lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.drain()
+                await finish_background_work()
+                mark_dead(os.getpid())
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def drain(self) -> None:
+        """Normally nothing is left by now (granian waited for its connections; ``cut`` ended
+        what outlived the grace period): whatever still runs is cancelled."""
+        left = [task for task in self.requests | self.websockets if not task.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=CANCEL_WAIT_SECONDS)
+
+
+def granian_app():
+    """granian's factory target in each worker: the application behind :class:`GranianWorker`."""
+    import granian._signals
+
+    from sentinel_site.asgi import application
+
+    inner = AccessLogMiddleware(application) if os.environ.get("SENTINEL_ACCESS_LOG", "1") == "1" else application
+    worker = GranianWorker(inner, readiness_delay=float(os.environ.get("SENTINEL_READINESS_DELAY") or 0))
+    granian._signals.set_loop_signals = worker.install  # read by granian when it starts serving
+    return worker
+
+
+def run_granian(args: argparse.Namespace) -> int:
+    """granian's process manager (its workers, restarted when they die) on the same application."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.server import Server
+
+    module = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+    grace = float(getattr(module, "SENTINEL_SHUTDOWN_GRACE", 30))
+    os.environ["SENTINEL_ACCESS_LOG"] = "1" if args.access_log else "0"
+    os.environ["SENTINEL_READINESS_DELAY"] = str(args.readiness_delay)
+
+    class SentinelGranian(Server):
+        signals = 0
+
+        def signal_handler_interrupt(self, *signal_args, **kwargs):
+            # granian stops its workers with one SIGTERM each; a second signal here is passed on,
+            # so they stop waiting for in-flight requests.
+            self.signals += 1
+            if self.signals > 1:
+                for worker in self.wrks:
+                    with contextlib.suppress(Exception):
+                        os.kill(worker.inner.pid, signal.SIGINT)
+            return super().signal_handler_interrupt(*signal_args, **kwargs)
+
+    server = SentinelGranian(
+        "sentinel_site.serve:granian_app",
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=True,
+        backlog=1024,
+        log_dictconfig=module.LOGGING,
+        log_access=False,  # AccessLogMiddleware writes Sentinel's own line
+        respawn_failed_workers=True,
+        # Past the readiness delay, the grace period and steps 4-6, a worker is killed.
+        workers_kill_timeout=int(args.readiness_delay + grace + CANCEL_WAIT_SECONDS + 2 * FLUSH_SECONDS + 15),
+        url_path_prefix=None,
+    )
+    log.info(
+        "sentinel serving with granian on %s:%d, %d workers (pid %d)", args.host, args.port, args.workers, os.getpid()
+    )
+    server.serve()
+    return 0
+
+
 def flush_usage_spool() -> None:
     from django.db import connections
 
@@ -497,7 +666,7 @@ def configure_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sentinel_site.settings")
-    serve = run_uvicorn if args.server == "uvicorn" else run_server
+    serve = {"daphne": run_server, "uvicorn": run_uvicorn, "granian": run_granian}[args.server]
     if args.fd is not None:
         return serve(args)  # a worker: the parent prepared the metrics directory
     created = None
@@ -507,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prepare_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     try:
+        if args.server == "granian":
+            configure_logging()
+            return run_granian(args)  # granian starts and restarts its worker processes itself
         if args.workers == 1:
             return serve(args)
         configure_logging()

@@ -68,7 +68,7 @@ def refused(port: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn", "granian"])
 def test_sigterm_lets_open_streams_finish_records_their_usage_and_exits_zero(serve, upstream, api_token, server_name):
     upstream.configure(models={"gpt-test": {"chunk_delay_ms": 150, "chunks": 20}})
     server = serve("--readiness-delay", "1", "--server", server_name, SENTINEL_SHUTDOWN_GRACE=str(GRACE))
@@ -116,9 +116,10 @@ def test_sigterm_lets_open_streams_finish_records_their_usage_and_exits_zero(ser
     assert "shutdown: SIGTERM received" in log and "shutdown: done" in log
 
 
-def test_streams_still_open_at_the_deadline_are_cut_and_recorded(serve, upstream, api_token):
+@pytest.mark.parametrize("server_name", ["daphne", "granian"])
+def test_streams_still_open_at_the_deadline_are_cut_and_recorded(serve, upstream, api_token, server_name):
     upstream.configure(models={"gpt-test": {"chunk_delay_ms": 500, "chunks": 40}})
-    server = serve(SENTINEL_SHUTDOWN_GRACE="1")
+    server = serve("--server", server_name, SENTINEL_SHUTDOWN_GRACE="1")
     stream = Stream(server.url, api_token)
     stream.start()
     assert stream.first_chunk.wait(15)
@@ -136,9 +137,10 @@ def test_streams_still_open_at_the_deadline_are_cut_and_recorded(serve, upstream
     assert "grace period over, cancelling 1 requests" in server.log()
 
 
-def test_second_signal_stops_waiting(serve, upstream, api_token):
+@pytest.mark.parametrize("server_name", ["daphne", "granian"])
+def test_second_signal_stops_waiting(serve, upstream, api_token, server_name):
     upstream.configure(models={"gpt-test": {"chunk_delay_ms": 500, "chunks": 40}})
-    server = serve(SENTINEL_SHUTDOWN_GRACE=str(GRACE))
+    server = serve("--server", server_name, SENTINEL_SHUTDOWN_GRACE=str(GRACE))
     stream = Stream(server.url, api_token)
     stream.start()
     assert stream.first_chunk.wait(15)
