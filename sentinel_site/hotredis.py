@@ -39,21 +39,38 @@ STALLED_AFTER = 10.0
 def encode_command(args: tuple[Any, ...] | list[Any]) -> bytes:
     """RESP array of bulk strings (str as UTF-8, int and float as their decimal text)."""
     out = [b"*%d\r\n" % len(args)]
+    append = out.append
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
+        kind = type(arg)
+        if kind is str:
             data = arg.encode()
-        elif isinstance(arg, bool):
-            raise TypeError("a bool is not a Redis argument; pass 0/1 or a string")
-        elif isinstance(arg, int):
+        elif kind is bytes:
+            data = arg
+        elif kind is int:
             data = b"%d" % arg
-        elif isinstance(arg, float):
+        elif kind is float:
             data = repr(arg).encode()
         else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis")
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+            data = _encode_other(arg)
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
     return b"".join(out)
+
+
+def _encode_other(arg: Any) -> bytes:
+    """Subclasses (an IntEnum, a str subclass); never a bool or None."""
+    if isinstance(arg, bool):
+        raise TypeError("a bool is not a Redis argument; pass 0/1 or a string")
+    if isinstance(arg, int):
+        return b"%d" % arg
+    if isinstance(arg, float):
+        return repr(float(arg)).encode()
+    if isinstance(arg, str):
+        return str(arg).encode()
+    if isinstance(arg, bytes):
+        return bytes(arg)
+    raise TypeError(f"cannot send {type(arg).__name__} to Redis")
 
 
 def _error(reply: hiredis.ReplyError) -> ResponseError:

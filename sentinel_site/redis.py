@@ -11,6 +11,8 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 _sync_client: redis.Redis | None = None
 _async_clients: dict[int, aioredis.Redis] = {}
@@ -20,8 +22,21 @@ def enabled() -> bool:
     return bool(settings.REDIS_URL)
 
 
+_prefix: str | None = None  # settings.SENTINEL_REDIS_PREFIX, read once (rkey runs many times per request)
+
+
+@receiver(setting_changed)
+def _forget_prefix(*, setting: str, **kwargs) -> None:
+    global _prefix
+    if setting == "SENTINEL_REDIS_PREFIX":
+        _prefix = None
+
+
 def rkey(*parts: object) -> str:
-    return settings.SENTINEL_REDIS_PREFIX + ":".join(str(p) for p in parts)
+    global _prefix
+    if _prefix is None:
+        _prefix = settings.SENTINEL_REDIS_PREFIX
+    return _prefix + ":".join(map(str, parts))
 
 
 def tenant_key(tenant_id: int, *parts: object) -> str:
