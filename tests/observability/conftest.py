@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +35,7 @@ class ServeProcess:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stop() kills the group: granian's workers are children
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -45,9 +49,11 @@ class ServeProcess:
         raise RuntimeError(f"serve did not start: {self.log()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # workers too, also when the parent is gone
+            if self.proc.poll() is None:
+                self.proc.wait(timeout=10)
         if hasattr(self, "_log"):
             self._log.close()
 
