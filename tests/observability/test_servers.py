@@ -1,12 +1,15 @@
-"""The console's live-metrics websocket (Channels) through each production server, over a real
-socket with a member's session: the server choice must not break it."""
+"""What must not depend on the server choice, checked through each one over real sockets: the
+console's live-metrics websocket (Channels) with a member's session, and a client that hangs up
+mid-stream (the upstream is closed, the usage recorded once)."""
 
+import httpx
 import pytest
 from django.test import Client
 from websockets.sync.client import connect
 
 from tenants.models import Role
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.gateway.conftest import usage_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,3 +39,23 @@ def test_live_metrics_websocket_pushes_fragments_to_a_member(serve, server_name)
         with pytest.raises(Exception) as closed:
             ws.recv(timeout=10)
     assert getattr(closed.value, "rcvd", None) is not None and closed.value.rcvd.code == 4404
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian"])
+def test_a_client_that_hangs_up_mid_stream_is_recorded_once(serve, upstream, api_token, server_name):
+    upstream.configure(models={"gpt-test": {"chunks": 50, "chunk_delay_ms": 100}})
+    server = serve("--server", server_name)
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        timeout=20,
+        headers={"authorization": f"Bearer {api_token}"},
+        json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        lines = response.iter_lines()
+        for _ in range(3):
+            next(lines)
+    upstream.wait_for(lambda s: s["client_disconnects"] >= 1 and s["active_streams"] == 0, timeout=5)
+    (event,) = usage_events(request_id)
+    assert event.status == "client_closed" and event.estimated and event.completion_tokens > 0
