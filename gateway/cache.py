@@ -22,7 +22,8 @@ Single flight
 
 Failure policy: the cache is an optimisation. Any Redis error is a miss (``lookup`` -> None),
 a skipped write, or "you lead" (single flight), within the hot path's short Redis timeout (see
-``gateway.limits.hot_call``). Without ``REDIS_URL`` (the embedded default, one process) entries
+``gateway.limits.hot_call``); a write is retried with longer deadlines
+(``gateway.limits.hot_call_patient``), so a busy process does not lose hits. Without ``REDIS_URL`` (the embedded default, one process) entries
 and flights live in process memory.
 """
 
@@ -40,7 +41,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from gateway.limits import RedisUnavailable, Script, hot_call
+from gateway.limits import RedisUnavailable, Script, hot_call, hot_call_patient
 from sentinel_site import redis as sredis
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,17 @@ async def store(*, tenant_id: int, key: str, response: dict, ttl: int) -> None:
         _local.set(key, raw, ttl)
         return
     lead = _leading.get()
+    # Patient (hot_call_patient's second and third chances): under load the short deadline fires
+    # because this process is busy, not Redis, and a skipped write is a lost hit for everyone.
+    # Its callers wait for the settlement beside it, which is as patient.
     try:
         if lead is not None and lead["key"] == key and not lead["released"]:
-            await hot_call(
+            await hot_call_patient(
                 lambda client: STORE_UNLOCK(client, [key, lead["lock"]], [raw.encode(), int(ttl), lead["token"]])
             )
             lead["released"] = True
         else:
-            await hot_call(lambda client: client.set(key, raw.encode(), ex=int(ttl)))
+            await hot_call_patient(lambda client: client.set(key, raw.encode(), ex=int(ttl)))
     except RedisUnavailable:
         return
 
