@@ -523,7 +523,15 @@ def granian_app():
 
     from sentinel_site.asgi import application
 
-    inner = AccessLogMiddleware(application) if os.environ.get("SENTINEL_ACCESS_LOG", "1") == "1" else application
+    inner = application
+    if os.environ.get("SENTINEL_ACCESS_LOG", "1") == "1":
+        inner = AccessLogMiddleware(inner)
+    if os.environ.get("SENTINEL_PROXY_HEADERS") == "1":
+        # granian has no proxy-header option: uvicorn's middleware gives the application (and the
+        # access log) the same client address and scheme as --proxy-headers does under uvicorn.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        inner = ProxyHeadersMiddleware(inner, trusted_hosts="*")
     worker = GranianWorker(inner, readiness_delay=float(os.environ.get("SENTINEL_READINESS_DELAY") or 0))
     granian._signals.set_loop_signals = worker.install  # read by granian when it starts serving
     return worker
@@ -538,6 +546,7 @@ def run_granian(args: argparse.Namespace) -> int:
     grace = float(getattr(module, "SENTINEL_SHUTDOWN_GRACE", 30))
     os.environ["SENTINEL_ACCESS_LOG"] = "1" if args.access_log else "0"
     os.environ["SENTINEL_READINESS_DELAY"] = str(args.readiness_delay)
+    os.environ["SENTINEL_PROXY_HEADERS"] = "1" if args.proxy_headers else "0"
 
     class SentinelGranian(Server):
         signals = 0

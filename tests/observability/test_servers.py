@@ -2,6 +2,8 @@
 console's live-metrics websocket (Channels) with a member's session, and a client that hangs up
 mid-stream (the upstream is closed, the usage recorded once)."""
 
+import time
+
 import httpx
 import pytest
 from django.test import Client
@@ -59,3 +61,14 @@ def test_a_client_that_hangs_up_mid_stream_is_recorded_once(serve, upstream, api
     upstream.wait_for(lambda s: s["client_disconnects"] >= 1 and s["active_streams"] == 0, timeout=5)
     (event,) = usage_events(request_id)
     assert event.status == "client_closed" and event.estimated and event.completion_tokens > 0
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian"])
+def test_proxy_headers_give_the_client_address_behind_a_proxy(serve, server_name):
+    server = serve("--server", server_name, "--proxy-headers", SENTINEL_LOG_FORMAT="json")
+    response = httpx.get(f"{server.url}/v1/no-such-route", headers={"x-forwarded-for": "203.0.113.7"}, timeout=10)
+    assert response.status_code == 404
+    deadline = time.monotonic() + 5
+    while '"client":"203.0.113.7"' not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert '"client":"203.0.113.7"' in server.log(), server.log()[-2000:]
