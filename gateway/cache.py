@@ -54,7 +54,7 @@ LOCAL_MAX_ENTRIES = 1000
 UNLOCK = Script("unlock")
 STORE_UNLOCK = Script("store_unlock")
 LOOKUP_OR_LOCK = Script("lookup_or_lock")
-# The lock this task leads (single_flight): its store() releases it in the same round trip.
+# The lock this task leads (fetch_or_lead): its store() releases it in the same round trip.
 _leading: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cache_leading", default=None)
 
 
@@ -133,31 +133,8 @@ async def store(*, tenant_id: int, key: str, response: dict, ttl: int) -> None:
 
 
 @asynccontextmanager
-async def single_flight(*, tenant_id: int, key: str, wait_seconds: float = 30) -> AsyncIterator[bool]:
-    """Yields True to the caller that must call upstream (and store), False to callers that waited
-    for it and should look the cache up again. Fails open: Redis unreachable -> True."""
-    _check(tenant_id, key)
-    if not sredis.enabled():
-        async with _local_flight(key, wait_seconds) as leader:
-            yield leader
-        return
-    lock = f"{key}:lock"
-    token = secrets.token_hex(12)
-    try:
-        leader = bool(await hot_call(lambda client: client.set(lock, token, nx=True, px=_lock_ttl_ms(wait_seconds))))
-    except RedisUnavailable:
-        leader = True
-        token = ""
-    if leader:
-        async with _leading_lock(key, lock, token):
-            yield True
-        return
-    yield not await _wait_for_leader(lock, wait_seconds)
-
-
-@asynccontextmanager
 async def fetch_or_lead(*, tenant_id: int, key: str, wait_seconds: float = 30) -> AsyncIterator[dict | None]:
-    """:func:`lookup` and :func:`single_flight` in one round trip. Yields the cached answer, or None:
+    """:func:`lookup` and the single-flight lock in one round trip. Yields the cached answer, or None:
     then the caller calls upstream and stores the answer (:func:`store`). On a miss the first caller
     leads (its store releases the lock); an identical request meanwhile waits for the leader and
     yields its stored answer (None if the leader failed: it goes upstream itself). Fails open:

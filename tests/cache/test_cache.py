@@ -127,34 +127,32 @@ def test_redis_unreachable_is_a_miss_a_skipped_write_and_everyone_leads(redis_do
     async def scenario():
         assert await cache.lookup(tenant_id=1, key=key) is None
         await cache.store(tenant_id=1, key=key, response=ANSWER, ttl=60)
-        async with cache.single_flight(tenant_id=1, key=key) as first:
-            async with cache.single_flight(tenant_id=1, key=key) as second:
+        async with cache.fetch_or_lead(tenant_id=1, key=key) as first:
+            async with cache.fetch_or_lead(tenant_id=1, key=key) as second:
                 return first, second
 
-    assert run(scenario) == (True, True)
+    assert run(scenario) == (None, None)  # both miss and both lead (go upstream)
+    calls, results, _ = run(_identical_requests, 3, upstream_seconds=0)
+    assert calls == 3 and [kind for kind, _ in results] == ["upstream"] * 3
 
 
 async def _identical_requests(n, *, tenant_id=1, upstream_seconds=0.2, fail_leader=False):
+    """The pipeline's path: lookup and single-flight lock in one round trip (fetch_or_lead)."""
     calls = 0
     key = key_for(tenant_id=tenant_id)
 
     async def request():
         nonlocal calls
-        answer = await cache.lookup(tenant_id=tenant_id, key=key)
-        if answer is not None:
-            return "hit", answer
         try:
-            async with cache.single_flight(tenant_id=tenant_id, key=key, wait_seconds=5) as leader:
-                if not leader:
-                    answer = await cache.lookup(tenant_id=tenant_id, key=key)
-                if answer is None:
-                    calls += 1
-                    await asyncio.sleep(upstream_seconds)
-                    if fail_leader and calls == 1:
-                        raise RuntimeError("upstream failed")
-                    await cache.store(tenant_id=tenant_id, key=key, response=ANSWER, ttl=60)
-                    return "upstream", ANSWER
-                return "waited", answer
+            async with cache.fetch_or_lead(tenant_id=tenant_id, key=key, wait_seconds=5) as answer:
+                if answer is not None:
+                    return "waited", answer
+                calls += 1
+                await asyncio.sleep(upstream_seconds)
+                if fail_leader and calls == 1:
+                    raise RuntimeError("upstream failed")
+                await cache.store(tenant_id=tenant_id, key=key, response=ANSWER, ttl=60)
+                return "upstream", ANSWER
         except RuntimeError:
             return "error", None
 
@@ -170,39 +168,39 @@ def test_twenty_identical_concurrent_requests_make_one_upstream_call(rdb):
     assert all(answer == ANSWER for _, answer in results)
     assert elapsed < 1.0
     assert not rdb.exists(key_for() + ":lock")
+    calls, results, _ = run(_identical_requests, 3)  # later: plain hits
+    assert calls == 0 and [kind for kind, _ in results] == ["waited"] * 3
 
 
-def test_when_the_leader_fails_the_others_go_upstream_themselves():
+def test_when_the_leader_fails_the_others_go_upstream_themselves(rdb):
     calls, results, elapsed = run(_identical_requests, 5, fail_leader=True)
     assert [kind for kind, _ in results].count("error") == 1
     assert calls >= 2 and elapsed < 2.0
+    assert not rdb.exists(key_for() + ":lock")
+
+
+def _follow(key: str, wait_seconds: float):
+    async def follower():
+        started = time.perf_counter()
+        async with cache.fetch_or_lead(tenant_id=1, key=key, wait_seconds=wait_seconds) as answer:
+            return answer, time.perf_counter() - started
+
+    return run(follower)
 
 
 def test_a_dead_leaders_lock_expires(rdb):
     key = key_for()
     rdb.set(key + ":lock", "someone-who-died", px=300)
-
-    async def follower():
-        started = time.perf_counter()
-        async with cache.single_flight(tenant_id=1, key=key, wait_seconds=5) as leader:
-            return leader, time.perf_counter() - started
-
-    leader, waited = run(follower)
-    assert leader is False
+    answer, waited = _follow(key, 5)
+    assert answer is None  # nothing was stored: this caller goes upstream itself
     assert 0.25 <= waited < 1.0
 
 
 def test_a_follower_stops_waiting_after_wait_seconds(rdb):
     key = key_for()
     rdb.set(key + ":lock", "slow-leader", px=10_000)
-
-    async def follower():
-        started = time.perf_counter()
-        async with cache.single_flight(tenant_id=1, key=key, wait_seconds=0.3) as leader:
-            return leader, time.perf_counter() - started
-
-    leader, waited = run(follower)
-    assert leader is False and 0.3 <= waited < 0.8
+    answer, waited = _follow(key, 0.3)
+    assert answer is None and 0.3 <= waited < 0.8
     assert rdb.get(key + ":lock") == b"slow-leader"  # never released by someone else
 
 
@@ -213,52 +211,3 @@ def test_embedded_default_caches_and_single_flights_in_process(settings):
     assert [kind for kind, _ in results].count("waited") == 9
     assert run(cache.lookup, tenant_id=7, key=key_for(tenant_id=7)) == ANSWER
     assert run(cache.lookup, tenant_id=8, key=key_for(tenant_id=8)) is None
-
-
-async def _identical_fetches(n, *, tenant_id=1, upstream_seconds=0.2, fail_leader=False):
-    """The pipeline's path: lookup and single-flight lock in one round trip (fetch_or_lead)."""
-    calls = 0
-    key = key_for(tenant_id=tenant_id)
-
-    async def request():
-        nonlocal calls
-        try:
-            async with cache.fetch_or_lead(tenant_id=tenant_id, key=key, wait_seconds=5) as answer:
-                if answer is not None:
-                    return "cached", answer
-                calls += 1
-                await asyncio.sleep(upstream_seconds)
-                if fail_leader and calls == 1:
-                    raise RuntimeError("upstream failed")
-                await cache.store(tenant_id=tenant_id, key=key, response=ANSWER, ttl=60)
-                return "upstream", ANSWER
-        except RuntimeError:
-            return "error", None
-
-    results = await asyncio.gather(*(request() for _ in range(n)))
-    return calls, results
-
-
-@pytest.mark.parametrize("embedded", [False, True])
-def test_fetch_or_lead_makes_one_upstream_call_for_identical_requests(rdb, settings, embedded):
-    if embedded:
-        settings.REDIS_URL = None
-    calls, results = run(_identical_fetches, 20, tenant_id=3)
-    assert calls == 1
-    assert [kind for kind, _ in results].count("cached") == 19
-    assert all(answer == ANSWER for _, answer in results)
-    assert not rdb.exists(key_for(tenant_id=3) + ":lock")
-    calls, results = run(_identical_fetches, 3, tenant_id=3)  # later: plain hits
-    assert calls == 0 and [kind for kind, _ in results] == ["cached"] * 3
-
-
-def test_fetch_or_lead_when_the_leader_fails_the_others_go_upstream(rdb):
-    calls, results = run(_identical_fetches, 5, fail_leader=True)
-    kinds = [kind for kind, _ in results]
-    assert kinds.count("error") == 1 and calls >= 2
-    assert not rdb.exists(key_for() + ":lock")
-
-
-def test_fetch_or_lead_with_redis_unreachable_is_a_miss_for_everyone(redis_down):
-    calls, results = run(_identical_fetches, 3, upstream_seconds=0)
-    assert calls == 3 and [kind for kind, _ in results] == ["upstream"] * 3
