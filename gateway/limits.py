@@ -180,7 +180,7 @@ def hot_client() -> HotRedis | None:
     return client
 
 
-def slow_timeout() -> float:
+def _slow_timeout() -> float:
     """The second chance after a first timeout (see :func:`next_timeout`)."""
     return max(1.0, 4 * _redis_timeout())
 
@@ -241,7 +241,7 @@ def next_timeout(slow: RedisSlow, tried: int) -> float | None:
     ``PATIENT_TIMEOUT`` -- waiting is then back-pressure, where a false "down" would send budgets
     to the weaker fallback."""
     if tried == 1:
-        return slow_timeout()
+        return _slow_timeout()
     if tried == 2 and slow.overloaded:
         return PATIENT_TIMEOUT
     mark_redis_down(f"{slow} ({tried} attempts)")

@@ -432,7 +432,6 @@ class GranianWorker:
         self.requests: set[asyncio.Task] = set()
         self.websockets: set[asyncio.Task] = set()
         self.signalled_at: float | None = None
-        self.hurry: asyncio.Event | None = None
         self.stop_granian = None  # granian's WorkerSignal
 
     def install(self, loop):
@@ -440,7 +439,6 @@ class GranianWorker:
         from granian._granian import WorkerSignal
 
         self.stop_granian = WorkerSignal()
-        self.hurry = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
         return self.stop_granian
@@ -453,7 +451,6 @@ class GranianWorker:
         name = signal.Signals(signum).name
         if self.signalled_at is not None:
             log.warning("shutdown: second %s, not waiting for in-flight requests any longer", name)
-            self.hurry.set()
             self.stop_granian.set()
             self.cut()
             return

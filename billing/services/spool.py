@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 from billing.services.ledger import usage_events_insert
 from billing.usage import UsageRecord
 from gateway import metrics
+from gateway.limits import hot_call
 from sentinel_site import redis as sredis
 from sentinel_site.db import released
 
@@ -78,8 +79,6 @@ async def usage_submit(record: UsageRecord) -> None:
     request id it has.
     """
     if sredis.enabled():
-        from gateway.limits import hot_call  # the gateway's Redis policy; billing must not import it at load
-
         payload = json.dumps(record.as_dict(), separators=(",", ":"))
         try:
             await hot_call(lambda client: client.xadd(spool_key(), {FIELD: payload}), timeout=SUBMIT_TIMEOUT)
